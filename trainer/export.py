@@ -1,0 +1,149 @@
+"""Write one model version per the model-version contract (docs/model-format.md).
+
+A version is written whole into a dot-named staging directory inside the base path and then
+renamed to its integer name: a rename within one filesystem is atomic, so a server polling the
+base path sees either no version or a complete one, never half a model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from trainer.imaging import decode_batch
+
+IMAGE_INPUT = "image_bytes"
+PIXELS_INPUT = "images"
+PIXELS_SIGNATURE = "predict_pixels"
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = "tf_serving_warmup_requests"
+STAGING_PREFIX = ".staging-"
+_VERSION = re.compile(r"^[1-9][0-9]*$")
+
+
+def existing_versions(base_path: Path) -> list[int]:
+    """Numeric version directories under base_path (staging and other dot-dirs are not versions)."""
+    if not base_path.is_dir():
+        return []
+    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and _VERSION.match(p.name))
+
+
+def _signature_outputs(probabilities: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+    classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    return {"probabilities": probabilities, "classes": classes, "labels": tf.gather(labels, classes)}
+
+
+def _archive(model: keras.Model, labels: Sequence[str], image_size: int) -> keras.export.ExportArchive:
+    """The two signatures of the contract around one tracked model."""
+    label_table = tf.constant(list(labels), dtype=tf.string)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)])
+    def serving_default(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        pixels = decode_batch(image_bytes, image_size)
+        return _signature_outputs(model(pixels, training=False), label_table)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)])
+    def predict_pixels(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return _signature_outputs(model(images, training=False), label_table)
+
+    archive.add_endpoint(DEFAULT_SIGNATURE, serving_default)
+    archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
+    return archive
+
+
+def write_warmup_requests(path: Path, model_name: str, images: Sequence[bytes]) -> None:
+    """TF Serving's warm-up format: a TFRecord of PredictionLog, one single-image request each."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image in images:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=DEFAULT_SIGNATURE)
+            )
+            request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def _write_extras(directory: Path, labels: Sequence[str], metadata: dict[str, Any],
+                  model_name: str, warmup_images: Sequence[bytes]) -> None:
+    (directory / "assets").mkdir(exist_ok=True)
+    (directory / "assets" / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
+    extra = directory / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    if warmup_images:
+        write_warmup_requests(extra / WARMUP_FILE, model_name, warmup_images)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file so the rename publishes data that is on disk, not just in page cache."""
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def export_version(
+    model: keras.Model,
+    base_path: str | os.PathLike[str],
+    *,
+    model_name: str,
+    labels: Sequence[str],
+    image_size: int,
+    metadata: dict[str, Any],
+    warmup_images: Sequence[bytes] = (),
+) -> Path:
+    """Export `model` (float32 pixels 0..255 in, softmax out) as the next version under base_path.
+
+    Returns the published version directory. `metadata` gains `name`, `version`, `image_size`
+    and `class_names`; the caller supplies the rest (backbone, training args, evaluation, ...).
+    """
+    base = Path(base_path)
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    try:
+        _archive(model, labels, image_size).write_out(str(staging), verbose=False)
+        version = _publish(staging, base, model_name, labels, image_size, metadata, warmup_images)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return base / str(version)
+
+
+def _publish(staging: Path, base: Path, model_name: str, labels: Sequence[str], image_size: int,
+             metadata: dict[str, Any], warmup_images: Sequence[bytes]) -> int:
+    """Pick the next version number and rename staging onto it (retrying if another writer won)."""
+    while True:
+        version = max(existing_versions(base), default=0) + 1
+        full = {**metadata, "name": model_name, "version": version,
+                "image_size": image_size, "class_names": list(labels)}
+        _write_extras(staging, labels, full, model_name, warmup_images)
+        _fsync_tree(staging)
+        try:
+            os.rename(staging, base / str(version))
+            return version
+        except OSError:
+            if not (base / str(version)).exists():
+                raise
+
+
+def read_labels(version_dir: str | os.PathLike[str]) -> list[str]:
+    """Class names of an exported version, in index order."""
+    return Path(version_dir, "assets", "labels.txt").read_text().splitlines()
+
+
+def read_metadata(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The version's assets.extra/metadata.json."""
+    return json.loads(Path(version_dir, "assets.extra", "metadata.json").read_text())
