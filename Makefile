@@ -48,6 +48,9 @@ serve: setup
 proto: setup
 	$(PY) -m scripts.gen_proto
 
+proto-check: setup
+	$(PY) -m scripts.gen_proto --check
+
 test: setup debs weights demo-data
 	$(PY) -m pytest -q tests
 
