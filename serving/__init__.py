@@ -1,0 +1,1 @@
+"""Hot-loading, TF Serving compatible model server (see docs/serving.md)."""
