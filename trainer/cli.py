@@ -1,0 +1,115 @@
+"""`python -m trainer train ...` and `python -m trainer predict ...`.
+
+User errors (bad data folder, unknown backbone, missing weights) print one line and exit 2 with no
+traceback. SIGTERM (a cancelled retrain job, a pod eviction) unwinds cleanly: the export's staging
+directory is removed, no version appears, exit code 143. TensorFlow is imported only after the data
+folder has been looked at, so layout errors come back in a fraction of a second.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from trainer.errors import Terminated, TrainerError
+
+EXIT_USAGE = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def _weights(value: str) -> str:
+    return value if value in ("imagenet", "none") else str(Path(value))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="two-stage transfer learning, exports a new version")
+    add = train.add_argument
+    add("--data", required=True, help="folder with one sub-folder of images per class")
+    add("--model-name", required=True)
+    add("--model-base-path", required=True, help="versions are written as BASE/<n>/")
+    add("--backbone", default="mobilenet_v2",
+        help="mobilenet_v2 | resnet50 | efficientnet_b0 | vgg16 | inception_v3")
+    add("--weights", type=_weights, default="imagenet",
+        help="imagenet (Keras download) | PATH to a no-top weights file | none (random init)")
+    add("--image-size", type=int, default=None, help="default: the backbone's own input size")
+    add("--epochs", type=int, default=10, help="stage 1 (feature extraction) epochs")
+    add("--ft-epochs", type=int, default=10, help="stage 2 (fine-tuning) epochs; 0 skips stage 2")
+    add("--unfreeze-top", type=int, default=30, help="base layers unfrozen in stage 2")
+    add("--lr", dest="learning_rate", type=float, default=1e-3, help="stage 1 learning rate")
+    add("--ft-lr", dest="ft_learning_rate", type=float, default=1e-4,
+        help="stage 2 learning rate (1e-4 chosen by measurement, docs/trainer.md)")
+    add("--patience", type=int, default=3, help="stage 2 early stopping patience (val loss)")
+    add("--batch-size", type=int, default=32)
+    add("--dropout", type=float, default=0.2)
+    add("--hidden-units", type=int, default=0, help="optional hidden Dense layer in the head")
+    add("--cache-features", action="store_true",
+        help="stage 1 on pooled features computed once (fast, no augmentation)")
+    add("--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom")
+    add("--seed", type=int, default=42)
+    add("--val-data", help="validation folder (same classes) instead of a split of --data")
+    add("--test-data", help="test folder (same classes) instead of a split of --data")
+    add("--val-fraction", type=float, default=0.15)
+    add("--test-fraction", type=float, default=0.15)
+    add("--devices", default="auto", choices=("auto", "cpu", "mirrored"),
+        help="auto: MirroredStrategy + mixed precision on GPUs, else CPU")
+    add("--from-scratch", action="store_true",
+        help="baseline: train every layer from the start (use with --weights none)")
+    add("--bn-momentum", type=float, default=None, help="override BatchNormalization momentum")
+    add("--pushgateway", help="Prometheus Pushgateway URL for the run's figures")
+    add("--resume", action="store_true", help="continue from this run's stage checkpoint")
+    add("--quiet", action="store_true", help="no per-epoch lines")
+
+    predict = commands.add_parser("predict", help="top-k labels from an exported version")
+    predict.add_argument("--model-base-path", required=True, type=Path)
+    predict.add_argument("--images", required=True, type=Path, help="an image file or a folder")
+    predict.add_argument("--version", type=int, default=None, help="default: the newest")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--limit", type=int, default=None, help="at most this many images")
+    return parser
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.data import discover
+
+    discover(args.data)  # layout errors before the seconds-long TensorFlow import
+    from trainer.train import TrainConfig, run
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
+    result = run(TrainConfig(**options, verbose=0 if args.quiet else 2))
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable files", file=sys.stderr)
+    print(result.version_dir)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trainer.predict import print_predictions
+
+    print_predictions(args.model_base_path, args.images, args.version, args.top_k, args.limit)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _train(args) if args.command == "train" else _predict(args)
+    except TrainerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Terminated:
+        print("terminated: training stopped, no version exported", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,99 @@
+"""The two training stages: feature extraction (frozen base) and fine-tuning (top of base unfrozen).
+
+Each returns a `StageRun` with its wall time and throughput; evaluation is the caller's business.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.model import Classifier, unfreeze_top
+
+log = logging.getLogger(__name__)
+LOSS = "sparse_categorical_crossentropy"
+
+
+@dataclass
+class StageRun:
+    """What one stage did: epochs run, wall seconds, training images per second, last val figures."""
+
+    epochs: int
+    seconds: float
+    images_per_second: float
+    val_loss: float | None
+    val_accuracy: float | None
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _finish(history: keras.callbacks.History, started: float, images: int) -> StageRun:
+    seconds = time.perf_counter() - started
+    epochs = len(history.epoch)
+    val_loss = history.history.get("val_loss", [None])
+    val_acc = history.history.get("val_accuracy", [None])
+    best = int(np.argmin(val_loss)) if val_loss[0] is not None else -1
+    return StageRun(epochs, seconds, images * epochs / seconds if seconds else 0.0,
+                    val_loss[best], val_acc[best])
+
+
+def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
+                       train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int,
+                       learning_rate: float, train_images: int, verbose: int = 2) -> StageRun:
+    """Stage 1: train the head on the frozen base, streaming augmented images every epoch."""
+    with strategy.scope():
+        classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
+    started = time.perf_counter()
+    history = classifier.model.fit(train, validation_data=val, epochs=epochs, verbose=verbose)
+    return _finish(history, started, train_images)
+
+
+def pooled_features(classifier: Classifier, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run the frozen base once over a dataset: (features [N, D], labels [N])."""
+    forward = tf.function(lambda pixels: classifier.features(pixels, training=False))
+    features, labels = [], []
+    for pixels, batch_labels in dataset:
+        features.append(np.asarray(forward(pixels), dtype=np.float32))
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def cached_feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
+                              train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int,
+                              learning_rate: float, batch_size: int, verbose: int = 2) -> StageRun:
+    """Stage 1 with `--cache-features`: the base runs once per image (no augmentation), then the
+    head trains on the cached pooled features. The head is the full model's own head, so the
+    model to export is assembled already."""
+    started = time.perf_counter()
+    train_x, train_y = pooled_features(classifier, train)
+    val_x, val_y = pooled_features(classifier, val)
+    log.info("cached pooled features: train %s, val %s in %.1fs", train_x.shape, val_x.shape,
+             time.perf_counter() - started)
+    with strategy.scope():
+        classifier.head.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
+    history = classifier.head.fit(train_x, train_y, batch_size=batch_size, epochs=epochs,
+                                  validation_data=(val_x, val_y), shuffle=True, verbose=verbose)
+    return _finish(history, started, len(train_x))
+
+
+def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
+                train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int, unfreeze: int,
+                learning_rate: float, patience: int, train_images: int, verbose: int = 2) -> StageRun:
+    """Stage 2: unfreeze the top of the base (BatchNorm stays frozen), low learning rate,
+    early stopping on validation loss with the best weights restored."""
+    with strategy.scope():
+        weighted = unfreeze_top(classifier.base, unfreeze)
+        log.info("stage 2: %d weighted base layers trainable (top %d layers, BatchNorm frozen)",
+                 weighted, unfreeze)
+        classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True)
+    started = time.perf_counter()
+    history = classifier.model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
+                                   verbose=verbose)
+    return _finish(history, started, train_images)

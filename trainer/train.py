@@ -1,0 +1,209 @@
+"""One training run end to end: data -> stage 1 -> stage 2 -> evaluation -> export of a new version.
+
+`TrainConfig` is exactly what `python -m trainer train` parses; `run()` is what the CLI, the
+benchmark and the tests call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from trainer import data as datasets
+from trainer.backbones import get_backbone
+from trainer.devices import describe, select_strategy
+from trainer.evaluate import comparison_table, evaluate
+from trainer.export import export_version
+from trainer.model import Classifier, build_classifier
+from trainer.pipeline import image_dataset
+from trainer.stages import StageRun, cached_feature_extraction, feature_extraction, fine_tuning
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = ".checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    model_name: str
+    model_base_path: str
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    image_size: int | None = None
+    epochs: int = 10
+    ft_epochs: int = 10
+    unfreeze_top: int = 30
+    learning_rate: float = 1e-3
+    ft_learning_rate: float = 1e-4
+    patience: int = 3
+    batch_size: int = 32
+    dropout: float = 0.2
+    hidden_units: int = 0
+    cache_features: bool = False
+    augment: bool = True
+    seed: int = 42
+    val_data: str | None = None
+    test_data: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    devices: str = "auto"
+    from_scratch: bool = False
+    bn_momentum: float | None = None
+    pushgateway: str | None = None
+    resume: bool = False
+    verbose: int = 2
+
+
+@dataclass
+class TrainResult:
+    version_dir: Path
+    classifier: Classifier
+    image_size: int
+    class_names: list[str]
+    evaluation: dict[str, dict[str, Any]]
+    stages: dict[str, StageRun]
+    skipped: list[str]
+
+
+@dataclass
+class Splits:
+    class_names: list[str]
+    train: datasets.Split
+    val: datasets.Split
+    test: datasets.Split
+    skipped: list[str]
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Validated train/val/test: a stratified split of --data, or --val-data/--test-data folders."""
+    folder = datasets.validate(datasets.discover(config.data))
+    skipped = list(folder.skipped)
+    extra = {}
+    for role, path in (("val", config.val_data), ("test", config.test_data)):
+        if path:
+            other = datasets.validate(datasets.discover(path, folder.class_names))
+            skipped += other.skipped
+            extra[role] = other.as_split()
+    train, val, test = datasets.stratified_split(
+        folder, config.seed, 0.0 if "val" in extra else config.val_fraction,
+        0.0 if "test" in extra else config.test_fraction)
+    return Splits(folder.class_names, train, extra.get("val", val), extra.get("test", test), skipped)
+
+
+def _run_key(config: TrainConfig, fingerprint: str) -> str:
+    """Identifies "the same run" for --resume: same arguments and same data."""
+    relevant = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in ("resume", "pushgateway", "verbose")}
+    return hashlib.sha256(json.dumps([relevant, fingerprint], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stage1(config: TrainConfig, classifier: Classifier, strategy, train_ds, val_ds, splits: Splits,
+            image_size: int, checkpoint: Path) -> StageRun:
+    """Stage 1, or its checkpoint when resuming; saves the checkpoint for a later --resume."""
+    weights_file, record = checkpoint / "stage1.weights.h5", checkpoint / "stage1.json"
+    if config.resume and weights_file.is_file() and record.is_file():
+        classifier.model.load_weights(weights_file)
+        log.info("resumed: stage 1 weights from %s", weights_file)
+        return StageRun(**json.loads(record.read_text()))
+    epochs = config.epochs + (config.ft_epochs if config.from_scratch else 0)
+    if config.cache_features and not config.from_scratch:
+        plain = image_dataset(splits.train, image_size, config.batch_size)
+        run = cached_feature_extraction(classifier, strategy, plain, val_ds, epochs=epochs,
+                                        learning_rate=config.learning_rate,
+                                        batch_size=config.batch_size, verbose=config.verbose)
+    else:
+        run = feature_extraction(classifier, strategy, train_ds, val_ds, epochs=epochs,
+                                 learning_rate=config.learning_rate, train_images=len(splits.train),
+                                 verbose=config.verbose)
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    classifier.model.save_weights(weights_file)
+    record.write_text(json.dumps(run.as_dict()))
+    return run
+
+
+def _drop_checkpoint(checkpoint: Path) -> None:
+    """The run is exported: its checkpoint (and the checkpoints dir, if now empty) go."""
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    try:
+        checkpoint.parent.rmdir()
+    except OSError:
+        pass  # other runs' checkpoints are still there
+
+
+def run(config: TrainConfig) -> TrainResult:
+    """Train, evaluate after each stage, export the next version; returns what was made."""
+    backbone = get_backbone(config.backbone)
+    splits = load_splits(config)
+    image_size = config.image_size or backbone.default_size
+    fingerprint = datasets.fingerprint([splits.train, splits.val, splits.test], splits.class_names)
+    log.info("data: %d classes, train %d / val %d / test %d images, %d skipped",
+             len(splits.class_names), len(splits.train), len(splits.val), len(splits.test),
+             len(splits.skipped))
+    keras.utils.set_random_seed(config.seed)
+    strategy = select_strategy(config.devices)
+    train_ds = image_dataset(splits.train, image_size, config.batch_size, training=True,
+                             augment=config.augment, seed=config.seed)
+    val_ds = image_dataset(splits.val, image_size, config.batch_size)
+    test_ds = image_dataset(splits.test, image_size, config.batch_size)
+    with strategy.scope():
+        classifier = build_classifier(backbone, len(splits.class_names), image_size, config.weights,
+                                      dropout=config.dropout, hidden_units=config.hidden_units,
+                                      from_scratch=config.from_scratch, bn_momentum=config.bn_momentum)
+    checkpoint = Path(config.model_base_path) / CHECKPOINTS / _run_key(config, fingerprint)
+    stages = {"stage1": _stage1(config, classifier, strategy, train_ds, val_ds, splits, image_size,
+                                checkpoint)}
+    evaluation = {"stage1": evaluate(classifier.model, test_ds, splits.class_names)}
+    if config.ft_epochs > 0 and not config.from_scratch:
+        stages["stage2"] = fine_tuning(classifier, strategy, train_ds, val_ds, epochs=config.ft_epochs,
+                                       unfreeze=config.unfreeze_top, learning_rate=config.ft_learning_rate,
+                                       patience=config.patience, train_images=len(splits.train),
+                                       verbose=config.verbose)
+        evaluation["stage2"] = evaluate(classifier.model, test_ds, splits.class_names)
+    print(comparison_table(evaluation, splits.class_names), flush=True)
+    metadata = {
+        "backbone": config.backbone, "weights": config.weights,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_args": dataclasses.asdict(config), "dataset_fingerprint": fingerprint,
+        "dataset": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
+                    "skipped_files": len(splits.skipped)},
+        "devices": describe(strategy),
+        "stages": {name: stage.as_dict() for name, stage in stages.items()},
+        "evaluation": evaluation,
+    }
+    warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
+    version_dir = export_version(classifier.model, config.model_base_path, model_name=config.model_name,
+                                 labels=splits.class_names, image_size=image_size, metadata=metadata,
+                                 warmup_images=warmup)
+    _drop_checkpoint(checkpoint)
+    result = TrainResult(version_dir, classifier, image_size, splits.class_names, evaluation, stages,
+                         splits.skipped)
+    if config.pushgateway:
+        push_figures(config, result)
+    return result
+
+
+def run_figures(result: TrainResult) -> dict[str, Any]:
+    """What a run reports to monitoring: accuracies, durations, throughput, version."""
+    return {
+        "stage_accuracy": {s: e["accuracy"] for s, e in result.evaluation.items()},
+        "stage_duration_seconds": {s: r.seconds for s, r in result.stages.items()},
+        "images_per_second": {s: r.images_per_second for s, r in result.stages.items()},
+        "version": int(result.version_dir.name),
+        "finished_at": time.time(),
+    }
+
+
+def push_figures(config: TrainConfig, result: TrainResult) -> None:
+    """Push to a Pushgateway; the module is imported only when asked for (monitoring owns it)."""
+    from trainer.pushmetrics import push_run_metrics
+
+    push_run_metrics(config.pushgateway, config.model_name, run_figures(result))
