@@ -1,0 +1,181 @@
+"""Turn one serving-benchmark run into its verdicts, a Markdown section and a plot.
+
+The targets come from the benchmark issue; every figure they use is from the same run. The
+Markdown replaces only the `## Serving` section of docs/benchmarks.md, so other sections
+(training, written by the trainer's benchmark) stay as they are.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+MB = 1 << 20
+OURS_REST = ("ours", "REST :predict b64")
+
+
+def find_row(results: dict, system: str, api: str, concurrency: int) -> dict | None:
+    for row in results["rows"]:
+        if (row["system"], row["api"], row["concurrency"]) == (system, api, concurrency):
+            return row
+    return None
+
+
+def _target(name: str, measured: float | None, threshold: float, passed: bool | None, unit: str) -> dict:
+    return {"target": name, "measured": measured, "threshold": threshold, "unit": unit,
+            "passed": None if measured is None else passed}
+
+
+def targets(results: dict) -> list[dict[str, Any]]:
+    """The issue's five targets, each with the measured figure and pass/fail (None: not measured)."""
+    limit = results["limit"]
+    best, b1 = limit["best"]["images_per_s"], limit["batch1"]["p50_ms"]
+    c16 = find_row(results, *OURS_REST, 16)
+    c1 = find_row(results, *OURS_REST, 1)
+    peer = find_row(results, "kserve", "REST V1 :predict b64", 16)
+    memory = results.get("memory") or {}
+    out = []
+    ratio = c16["images_per_s"] / best if c16 else None
+    out.append(_target("REST c16 throughput / limit best-batch throughput", ratio, 0.90,
+                       ratio is not None and ratio >= 0.90, "ratio"))
+    vs_peer = c16["images_per_s"] / peer["images_per_s"] if c16 and peer and peer["images_per_s"] else None
+    out.append(_target("REST c16 throughput / kserve c16 throughput", vs_peer, 1.5,
+                       vs_peer is not None and vs_peer >= 1.5, "ratio"))
+    gap = c1["p50_ms"] - b1 if c1 else None
+    out.append(_target("REST p50 at c1 minus limit batch-1 p50", gap, 3.0, gap is not None and gap <= 3.0, "ms"))
+    tail = c16["p99_ms"] / c16["p50_ms"] if c16 else None
+    out.append(_target("REST p99 / p50 at c16", tail, 3.0, tail is not None and tail < 3.0, "ratio"))
+    growth = memory.get("rss_after_swaps_bytes", 0) - memory.get("rss_first_load_bytes", 0) if memory else None
+    model = results["limit"].get("model_rss_bytes")
+    out.append(_target("RSS growth after swaps (MB) vs one model's in-memory size", growth and growth / MB,
+                       (model or 0) / MB, growth is not None and model is not None and growth <= model, "MB"))
+    grpc_c1 = find_row(results, "ours", "gRPC Predict", 1)
+    gap = grpc_c1["p50_ms"] - b1 if grpc_c1 else None
+    out.append(_target("gRPC p50 at c1 minus limit batch-1 p50 (issue 4)", gap, 3.0,
+                       gap is not None and gap <= 3.0, "ms"))
+    return out
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: dict) -> str:
+    """Rows as a Markdown table, each with its throughput ratio to the limit's best batch."""
+    limit = results["limit"]
+    best, b1 = limit["best"], limit["batch1"]
+    lines = ["| system | API | conc. | images/s | × limit | p50 ms | p99 ms | errors | client CPU % | load 1m |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines.append(f"| limit | signature in-process, batch 1 | 1 | {b1['images_per_s']:.1f} | "
+                 f"{b1['images_per_s'] / best['images_per_s']:.2f} | {b1['p50_ms']:.1f} | {b1['p99_ms']:.1f} | 0 | — | — |")
+    lines.append(f"| limit | signature in-process, batch {best['batch']} (best) | — | {best['images_per_s']:.1f} | "
+                 f"1.00 | — | — | 0 | — | — |")
+    for row in results["rows"]:
+        lines.append(f"| {row['system']} | {row['api']} | {row['concurrency']} | {row['images_per_s']:.1f} | "
+                     f"{row['images_per_s'] / best['images_per_s']:.2f} | {_fmt(row['p50_ms'])} | "
+                     f"{_fmt(row['p99_ms'])} | {row['errors']} | {row['loadgen_cpu_pct']:.0f} | "
+                     f"{row['load_avg_1m']:.2f} |")
+    return "\n".join(lines)
+
+
+def verdicts(results: dict) -> str:
+    lines = ["| target | measured | threshold | verdict |", "|---|---:|---:|---|"]
+    for t in results["targets"]:
+        verdict = {True: "met", False: "**missed**", None: "not measured"}[t["passed"]]
+        lines.append(f"| {t['target']} | {_fmt(t['measured'], 2)} {t['unit']} | {t['threshold']:.2f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def memory_text(results: dict) -> str:
+    memory = results.get("memory")
+    if not memory:
+        return "Memory was not measured in this run."
+    series = ", ".join(f"{b / MB:.0f}" for b in memory["rss_series_bytes"])
+    return (f"Our server's process tree: {memory['rss_first_load_bytes'] / MB:.0f} MB after the first load "
+            f"(and a short burst of traffic), peak {memory['peak_rss_bytes'] / MB:.0f} MB (VmHWM), "
+            f"{memory['rss_after_swaps_bytes'] / MB:.0f} MB after {memory['swaps']} hot swaps to new versions "
+            f"(RSS after each swap, MB: {series}). One loaded version of this model takes "
+            f"{results['limit']['model_rss_bytes'] / MB:.0f} MB in memory (RSS growth of a bare process "
+            f"loading it) and {results['workload']['model_bytes'] / MB:.0f} MB on disk. Peak RSS of the "
+            f"throughput server after all its load: {results.get('ours_peak_rss_bytes', 0) / MB:.0f} MB.")
+
+
+def plot(results: dict, path: Path) -> None:
+    """Throughput and p99 against concurrency, one line per system/API, the limit as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[dict]] = {}
+    for row in results["rows"]:
+        series.setdefault(f"{row['system']} · {row['api']}", []).append(row)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for label, rows in series.items():
+        rows = sorted(rows, key=lambda r: r["concurrency"])
+        xs = [r["concurrency"] for r in rows]
+        left.plot(xs, [r["images_per_s"] for r in rows], marker="o", label=label)
+        right.plot(xs, [r["p99_ms"] for r in rows], marker="o", label=label)
+    limit = results["limit"]
+    left.axhline(limit["best"]["images_per_s"], color="black", linestyle="--",
+                 label=f"limit, batch {limit['best']['batch']}")
+    left.axhline(limit["batch1"]["images_per_s"], color="grey", linestyle=":", label="limit, batch 1")
+    right.axhline(limit["batch1"]["p99_ms"], color="grey", linestyle=":", label="limit batch-1 p99")
+    for axis, title, unit in ((left, "Throughput", "images/s"), (right, "p99 latency", "ms")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrency (closed loop)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+    right.set_yscale("log")
+    left.legend(fontsize=7)
+    fig.suptitle(f"Serving {results['workload']['description']} on {results['host']['cpus']} CPUs")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+BEGIN, END = "<!-- bench-serve:begin (generated by `make bench-serve`) -->", "<!-- bench-serve:end -->"
+
+
+def update_document(document: str, heading: str, generated: str) -> str:
+    """Put `generated` between the bench markers inside `## heading`, creating either if absent.
+
+    Only the marked block is rewritten, so hand-written analysis in the same section and every
+    other section (e.g. `## Training`) survive a rerun.
+    """
+    block = f"{BEGIN}\n{generated.strip()}\n{END}"
+    if BEGIN in document and END in document:
+        start, end = document.index(BEGIN), document.index(END) + len(END)
+        return document[:start] + block + document[end:]
+    section = f"## {heading}\n\n{block}\n"
+    match = re.search(rf"^## {re.escape(heading)}\n", document, re.M)
+    if match:
+        return document[:match.end()] + "\n" + block + "\n" + document[match.end():]
+    prefix = document.rstrip() + "\n\n" if document.strip() else "# Benchmarks\n\n"
+    return prefix + section
+
+
+def generated_section(results: dict, plot_path: Path | None) -> str:
+    """The machine-written part of `## Serving`: setup, table, verdicts, memory, plot."""
+    host, settings, limit = results["host"], results["settings"], results["limit"]
+    sweep = ", ".join(f"{r['batch']}: {r['images_per_s']:.0f}" for r in limit["sweep"])
+    parts = [
+        f"Run of {results['started_at']} ({results['duration_s'] / 60:.1f} min), {host['cpus']} CPUs, "
+        f"load average at start {host['load_avg_at_start'][0]:.2f}, at end {host['load_avg_at_end'][0]:.2f}. "
+        f"Workload: {results['workload']['description']}; {results['workload']['images']} fixed JPEGs "
+        f"(mean {results['workload']['mean_image_bytes'] / 1024:.0f} kB), one image per request. "
+        f"Closed loop, {settings['warmup']:.0f} s warm-up + {settings['seconds']:.0f} s measured per row. "
+        f"Server flags beyond the defaults: `{' '.join(settings['server_args']) or 'none'}`.",
+        f"Limit sweep (batch: images/s): {sweep}.",
+        table(results),
+        verdicts(results),
+        memory_text(results),
+    ]
+    if plot_path:
+        parts.append(f"![Throughput and p99 against concurrency]({plot_path.as_posix()})")
+    for label, items in (("Failures", results["failures"]), ("Skipped", results["skipped"])):
+        if items:
+            parts.append(f"{label}: " + "; ".join(items))
+    return "\n\n".join(parts)

@@ -1,0 +1,188 @@
+"""`python -m bench serve|smoke`: our server against the limit, a peer and the naive approach.
+
+One run, one machine, one workload (bench/workload.py), one load generator (bench/loadgen.py):
+1. the limit: the SavedModel signature in-process at batch 1 and at its best batch (bench/limit.py);
+2. ours: REST `:predict` b64, REST `:classify_image` raw, gRPC `Predict`, each at every concurrency;
+3. memory: a fresh server's RSS after its first load, then after N hot swaps to new versions;
+4. naive: Flask on one gunicorn sync worker; 5. kserve: KServe's Python server (own venv).
+Results go to a JSON file; the full run also draws the plot and rewrites the generated block of
+`## Serving` in docs/benchmarks.md.
+
+`smoke` is the same harness in seconds on the tiny test model (no kserve unless its venv is
+already there, no docs): tests/bench/test_smoke.py runs it so the harness cannot rot.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import report, systems
+from bench.workload import REPO, WORK, Workload, mobilenet_workload, publish_copy, remove_versions_above, tiny_workload
+
+MB = 1 << 20
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    smoke = argv[0] == "smoke"
+    parser = argparse.ArgumentParser(prog=f"python -m bench {argv[0]}", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path,
+                        default=WORK / "smoke" / "serve.json" if smoke else REPO / "bench/results/serve.json")
+    parser.add_argument("--concurrency", default="1,4" if smoke else "1,4,16,64")
+    parser.add_argument("--seconds", type=float, default=0.6 if smoke else 8.0, help="measured window per row")
+    parser.add_argument("--warmup", type=float, default=0.3 if smoke else 2.0, help="unmeasured lead-in per row")
+    parser.add_argument("--swaps", type=int, default=3 if smoke else 20)
+    parser.add_argument("--systems", default="ours,memory,naive,kserve")
+    parser.add_argument("--kserve", choices=["install", "existing", "skip"], default="existing" if smoke else "install",
+                        help="install: create bench/work/kserve-venv if missing; existing: use it only if present")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra flag for `python -m serving` (repeat), e.g. --server-arg=--max-batch-size=32")
+    parser.add_argument("--docs", type=Path, default=None if smoke else REPO / "docs/benchmarks.md")
+    parser.add_argument("--plot", type=Path, default=None if smoke else REPO / "docs/img/serving-benchmark.png")
+    args = parser.parse_args(argv[1:])
+    args.smoke = smoke
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.systems = set(args.systems.split(","))
+    return args
+
+
+def run_limit(workload: Workload, smoke: bool) -> dict:
+    """The limit, measured in a fresh process of its own."""
+    command = [sys.executable, "-m", "bench.limit", "--version-dir", str(workload.version_dir),
+               "--image-count", str(len(workload.images))]
+    command += ["--batch1-calls", "30", "--seconds", "0.2", "--batches", "1,8"] if smoke else []
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.limit failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dict) -> None:
+    """Probe each row once (a wrong answer stops that row), then run it at every concurrency."""
+    for row in rows:
+        try:
+            answer = row.probe()
+        except Exception as error:  # a broken system is a finding to report, not a crash of the run
+            results["failures"].append(f"{row.system} {row.api}: probe failed: {error}")
+            print(f"  {row.system:7s} {row.api:28s} probe FAILED: {error}", flush=True)
+            continue
+        for concurrency in args.concurrency:
+            result = row.run(concurrency, args.seconds, args.warmup).as_dict()
+            results["rows"].append({"system": row.system, "api": row.api, "probe": answer, **result})
+            print(f"  {row.system:7s} {row.api:28s} c={concurrency:<3d} {result['images_per_s']:7.1f} img/s  "
+                  f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  err {result['errors']}  "
+                  f"client cpu {result['loadgen_cpu_pct']:.0f}%  load {result['load_avg_1m']:.2f}", flush=True)
+
+
+def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    server, url, target = systems.start_ours(workload, logs, "throughput", args.server_arg)
+    with server:
+        results["ours_first_load_rss_bytes"] = server.rss_bytes()
+        measure_rows(systems.our_rows(url, target, workload, classes), args, results)
+        results["ours_peak_rss_bytes"] = server.peak_rss_bytes()
+
+
+def run_memory(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    """RSS after the first load (plus a short burst of traffic), then after each hot swap."""
+    server, url, _target = systems.start_ours(workload, logs, "memory", args.server_arg)
+    with server:
+        warm = systems.predict_row("ours", "REST :predict b64", url, workload, classes)
+        warm.run(4, 1.0 if not args.smoke else 0.3, 0.0)
+        time.sleep(1.0)
+        first = server.rss_bytes()
+        series, started = [], time.monotonic()
+        for version in range(2, args.swaps + 2):
+            publish_copy(workload, version)
+            server.wait_ready(lambda: systems.version_states(url, workload.name).get(version) == "AVAILABLE", 120)
+            warm.probe()
+            series.append(server.rss_bytes())
+        newest = args.swaps + 1
+        server.wait_ready(lambda: [v for v, s in systems.version_states(url, workload.name).items()
+                                   if s == "AVAILABLE"] == [newest], 60)
+        time.sleep(2.0)
+        results["memory"] = {"swaps": args.swaps, "rss_first_load_bytes": first,
+                             "rss_after_swaps_bytes": server.rss_bytes(), "peak_rss_bytes": server.peak_rss_bytes(),
+                             "rss_series_bytes": series, "swap_seconds": time.monotonic() - started,
+                             "final_states": {str(v): s for v, s in systems.version_states(url, workload.name).items()}}
+    print(f"  memory: first load {first / MB:.0f} MB, after {args.swaps} swaps "
+          f"{results['memory']['rss_after_swaps_bytes'] / MB:.0f} MB", flush=True)
+    remove_versions_above(workload)
+
+
+def run_naive(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    server, url = systems.start_naive(workload, logs)
+    with server:
+        measure_rows([systems.predict_row("naive", "REST :predict b64", url, workload, classes)], args, results)
+
+
+def run_kserve(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    python = systems.kserve_python(install=args.kserve == "install")
+    if python is None:
+        results["skipped"].append("kserve: its venv (bench/work/kserve-venv) is not there; smoke never installs it")
+        return
+    server, url = systems.start_kserve(python, workload, logs)
+    with server:
+        measure_rows([systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)], args, results)
+
+
+PHASES = (("ours", run_ours), ("memory", run_memory), ("naive", run_naive), ("kserve", run_kserve))
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    workload = tiny_workload(WORK / "smoke") if args.smoke else mobilenet_workload()
+    remove_versions_above(workload)
+    classes = len((workload.version_dir / "assets" / "labels.txt").read_text().splitlines())
+    logs = args.out.parent / "logs" if args.smoke else WORK / "logs"
+    results: dict = {
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "smoke" if args.smoke else "full",
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+                 "load_avg_at_start": os.getloadavg()},
+        "workload": {"description": workload.description, "images": len(workload.images),
+                     "mean_image_bytes": sum(map(len, workload.images)) / len(workload.images),
+                     "model_bytes": workload.model_bytes},
+        "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
+                     "server_args": args.server_arg},
+        "rows": [], "failures": [], "skipped": [],
+    }
+    print(f"workload: {workload.description}; limit ...", flush=True)
+    results["limit"] = run_limit(workload, args.smoke)
+    limit = results["limit"]
+    print(f"  limit batch 1: p50 {limit['batch1']['p50_ms']:.1f} ms; best batch {limit['best']['batch']}: "
+          f"{limit['best']['images_per_s']:.1f} images/s", flush=True)
+    for name, phase in PHASES:
+        if name in args.systems:
+            print(f"{name} ...", flush=True)
+            try:
+                phase(workload, classes, args, results, logs)
+            except Exception as error:  # keep measuring the other systems; the failure is reported
+                results["failures"].append(f"{name}: {type(error).__name__}: {error}")
+                print(f"  {name} FAILED: {error}", flush=True)
+    results["duration_s"] = time.monotonic() - started
+    results["host"]["load_avg_at_end"] = os.getloadavg()
+    results["targets"] = report.targets(results)
+    write_outputs(results, args)
+    return 1 if results["failures"] else 0
+
+
+def write_outputs(results: dict, args: argparse.Namespace) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + report.table(results) + "\n\n" + report.verdicts(results) + "\n\n" + report.memory_text(results))
+    print(f"\nwrote {args.out} in {results['duration_s']:.0f} s", flush=True)
+    if args.plot:
+        report.plot(results, args.plot)
+        print(f"wrote {args.plot}")
+    if args.docs:
+        document = args.docs.read_text() if args.docs.exists() else ""
+        generated = report.generated_section(results, args.plot.relative_to(args.docs.parent) if args.plot else None)
+        args.docs.write_text(report.update_document(document, "Serving", generated))
+        print(f"updated {args.docs}")
