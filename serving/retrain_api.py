@@ -1,0 +1,148 @@
+"""REST face of retraining: POST /v1/models/{name}:retrain, GET /v1/jobs/{id}, GET /v1/jobs.
+
+Every route needs `Authorization: Bearer <token>`, the token being the content of
+--admin-token-file (a mounted Secret in Kubernetes). The file is re-read when it changes, so a
+rotated Secret takes effect without a restart; the comparison is constant-time and the token is
+never logged or echoed.
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from serving import metrics
+from serving.errors import ServingError
+from serving.jobs import JobManager, make_backend
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The retrain flags (also settable as SERVING_* environment variables)."""
+    group = parser.add_argument_group("retrain API (POST /v1/models/{name}:retrain)")
+    group.add_argument("--retrain-backend", default="local", choices=["local", "kubernetes"],
+                       help="local: trainer subprocess on this host; kubernetes: a batch/v1 Job per retrain")
+    group.add_argument("--admin-token-file",
+                       help="file holding the bearer token of the retrain API; without it the API answers 401")
+    group.add_argument("--jobs-dir", help="local backend: where job records and logs are kept")
+    group.add_argument("--data-root", help="retrain data paths must lie under this directory")
+    group.add_argument("--k8s-namespace", help="kubernetes backend: namespace of the trainer Jobs")
+    group.add_argument("--trainer-job-template", help="kubernetes backend: the trainer Job manifest")
+    group.add_argument("--retrain-poll-interval", type=float, default=2.0,
+                       help="seconds between refreshes of running jobs (metrics)")
+
+
+def blueprint(core: Any, options: Any) -> Blueprint:
+    """The extension hook of serving.config: routes bound to the configured backend.
+
+    Without --admin-token-file every route answers 401 and no backend is built, so a server that
+    was not set up for retraining cannot be made to run one.
+    """
+    extra = options.extra
+    if not extra.get("admin_token_file"):
+        return disabled_blueprint()
+    if not extra.get("data_root"):
+        raise ValueError("the retrain API needs --data-root (training data must lie under it)")
+    backend = make_backend(extra["retrain_backend"], jobs_dir=extra.get("jobs_dir"),
+                           namespace=extra.get("k8s_namespace"), template_file=extra.get("trainer_job_template"))
+    base_paths = {m.name: Path(m.base_path) for m in options.models}
+    manager = JobManager(backend, data_root=Path(extra["data_root"]), base_path_for=base_paths.get,
+                         poll_interval=float(extra.get("retrain_poll_interval") or 2.0))
+    manager.start()
+    return retrain_blueprint(manager, AdminToken(Path(extra["admin_token_file"])))
+
+
+class AdminToken:
+    """The bearer token from a file, reloaded when the file's mtime changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._token = b""
+        self._load()
+
+    def _load(self) -> bytes:
+        mtime = os.stat(self.path).st_mtime
+        with self._lock:
+            if mtime != self._mtime:
+                token = self.path.read_bytes().strip()
+                if not token:
+                    raise ValueError(f"admin token file {self.path} is empty")
+                self._token, self._mtime = token, mtime
+            return self._token
+
+    def check(self, authorization: str | None) -> None:
+        """UNAUTHENTICATED unless the header is `Bearer <the token>`."""
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise ServingError("UNAUTHENTICATED", "retrain API: missing bearer token")
+        try:
+            expected = self._load()
+        except (OSError, ValueError) as exc:
+            raise ServingError("UNAVAILABLE", f"retrain API: the admin token file is unusable: {exc}") from None
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise ServingError("UNAUTHENTICATED", "retrain API: wrong bearer token")
+
+
+def _routes_with_errors(bp: Blueprint) -> None:
+    """Errors of these routes as TF Serving-style JSON, counted as api="retrain"."""
+
+    @bp.errorhandler(ServingError)
+    def _error(exc: ServingError) -> tuple[Response, int] | Response:
+        model = (request.view_args or {}).get("name", "")
+        metrics.REQUESTS.labels(model, "", "retrain", "rest", exc.outcome).inc()
+        response = jsonify(error=exc.message)
+        response.status_code = exc.http_status
+        if exc.code == "UNAUTHENTICATED":
+            response.headers["WWW-Authenticate"] = 'Bearer realm="retrain"'
+        return response
+
+
+def disabled_blueprint() -> Blueprint:
+    bp = Blueprint("retrain", __name__)
+    _routes_with_errors(bp)
+
+    @bp.route("/v1/models/<name>:retrain", methods=["POST"])
+    @bp.route("/v1/jobs", methods=["GET"])
+    @bp.route("/v1/jobs/<job_id>", methods=["GET"])
+    def disabled(**_: str) -> Response:
+        raise ServingError("UNAUTHENTICATED", "the retrain API is disabled: the server was started "
+                                              "without --admin-token-file")
+
+    return bp
+
+
+def retrain_blueprint(manager: JobManager, token: AdminToken) -> Blueprint:
+    """The retrain routes, bound to one JobManager and one admin token."""
+    bp = Blueprint("retrain", __name__)
+    _routes_with_errors(bp)
+
+    @bp.before_request
+    def _authenticate() -> None:
+        token.check(request.headers.get("Authorization"))
+
+    @bp.post("/v1/models/<name>:retrain")
+    def submit(name: str) -> tuple[Response, int]:
+        body = request.get_json(silent=True) if request.content_length else {}
+        if body is None:
+            raise ServingError("INVALID_ARGUMENT", "the request body must be JSON")
+        record = manager.submit(name, body)
+        metrics.REQUESTS.labels(name, "", "retrain", "rest", "ok").inc()
+        response = jsonify(job_id=record.id, job=record.view())
+        response.headers["Location"] = f"/v1/jobs/{record.id}"
+        return response, 202
+
+    @bp.get("/v1/jobs/<job_id>")
+    def get_job(job_id: str) -> Response:
+        return jsonify(manager.get(job_id).view())
+
+    @bp.get("/v1/jobs")
+    def list_jobs() -> Response:
+        return jsonify(jobs=[r.view() for r in manager.list(request.args.get("model"))])
+
+    return bp
