@@ -1,0 +1,249 @@
+"""Server configuration: command-line flags, SERVING_* environment variables, YAML model config.
+
+Every flag `--some-flag` can also come from `SERVING_SOME_FLAG` (flags win), as Kubernetes users
+expect to configure a container through its environment. One model is served with
+`--model-name/--model-base-path`; several with `--model-config-file`, a YAML file:
+
+    models:
+      - name: fashion
+        base_path: /models/fashion          # relative paths are relative to the YAML file
+        version_policy: {latest: 2}         # or: all | {specific: [3, 4]}
+        version_labels: {stable: 3, canary: 4}
+        batching: {max_batch_size: 32, batch_timeout_micros: 2000,
+                   num_batch_threads: 1, max_enqueued_batches: 16}
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from serving.aspired_version_policy import VersionPolicy
+
+ENV_PREFIX = "SERVING_"
+# Route modules of other areas (retrain, ...). Each may define `add_arguments(parser)` for its own
+# flags (they arrive in ServerOptions.extra) and `blueprint(core, options) -> flask.Blueprint` for
+# its routes. Adding a module here is the one-line hook; the predict code is never edited for it.
+EXTENSIONS: tuple[str, ...] = ()
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the offending setting."""
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """TF Serving's batching parameters for one model (defaults tuned on 2 CPU cores)."""
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000
+    num_batch_threads: int = 1
+    max_enqueued_batches: int = 16
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            minimum = 0 if item.name == "batch_timeout_micros" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ConfigError(f"batching {item.name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One served model: where its versions live and how to pick and batch them."""
+    name: str
+    base_path: Path
+    version_policy: VersionPolicy = VersionPolicy()
+    version_labels: dict[str, int] = field(default_factory=dict)
+    batching: BatchingOptions = BatchingOptions()
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything the process needs; built by `parse_args`."""
+    models: tuple[ModelConfig, ...]
+    host: str = "0.0.0.0"
+    rest_port: int = 8501
+    grpc_port: int = 8500
+    poll_interval: float = 2.0
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 25_000_000
+    threads: int = 32
+    graceful_timeout: float = 20.0
+    load_retry_interval: float = 2.0
+    max_load_retries: int = 5
+    prediction_store_size: int = 10_000
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)   # flags added by extension modules
+
+
+def _policy(raw: Any, where: str) -> VersionPolicy:
+    try:
+        if raw is None or raw == "latest":
+            return VersionPolicy()
+        if raw == "all" or raw == {"all": {}} or raw == {"all": None}:
+            return VersionPolicy("all")
+        if isinstance(raw, dict) and len(raw) == 1:
+            (kind, value), = raw.items()
+            if kind == "latest":
+                count = value.get("num_versions", 1) if isinstance(value, dict) else value
+                return VersionPolicy("latest", latest=int(count))
+            if kind == "specific":
+                versions = value.get("versions", []) if isinstance(value, dict) else value
+                return VersionPolicy("specific", versions=tuple(int(v) for v in versions))
+        raise ValueError(f"expected latest: n, all or specific: [..], got {raw!r}")
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where} version_policy: {error}") from None
+
+
+def _labels(raw: Any, where: str) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} version_labels must be a mapping label -> version")
+    labels: dict[str, int] = {}
+    for label, version in raw.items():
+        if not _LABEL.match(str(label)) or str(label).isdigit():
+            raise ConfigError(f"{where} version label {label!r} is not a valid name")
+        if not isinstance(version, int) or isinstance(version, bool) or version <= 0:
+            raise ConfigError(f"{where} version label {label!r} must map to a positive integer")
+        labels[str(label)] = version
+    return labels
+
+
+def _batching(raw: Any, defaults: BatchingOptions, where: str) -> BatchingOptions:
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} batching must be a mapping")
+    unknown = set(raw) - {f.name for f in fields(BatchingOptions)}
+    if unknown:
+        raise ConfigError(f"{where} batching has unknown keys {sorted(unknown)}")
+    try:
+        return replace(defaults, **raw)
+    except ConfigError as error:
+        raise ConfigError(f"{where} {error}") from None
+
+
+def load_model_config(path: Path, batching: BatchingOptions) -> tuple[ModelConfig, ...]:
+    """Parse the YAML model config file (see the module docstring)."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read model config {path}: {error}") from None
+    entries = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"model config {path} needs a non-empty `models:` list")
+    models = []
+    for index, entry in enumerate(entries):
+        where = f"{path} models[{index}]"
+        if not isinstance(entry, dict) or "name" not in entry or "base_path" not in entry:
+            raise ConfigError(f"{where} needs `name` and `base_path`")
+        unknown = set(entry) - {"name", "base_path", "version_policy", "version_labels", "batching"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+        models.append(ModelConfig(
+            name=_model_name(str(entry["name"]), where),
+            base_path=(path.parent / str(entry["base_path"])).resolve(),
+            version_policy=_policy(entry.get("version_policy"), where),
+            version_labels=_labels(entry.get("version_labels"), where),
+            batching=_batching(entry.get("batching"), batching, where),
+        ))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model config {path} names a model twice")
+    return tuple(models)
+
+
+def _model_name(name: str, where: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise ConfigError(f"{where}: model name {name!r} may only hold letters, digits, _ . -")
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All flags; each one's default may come from its SERVING_* environment variable."""
+    p = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
+    p.add_argument("--model-name", help="name of the single served model")
+    p.add_argument("--model-base-path", help="directory holding the model's numeric version dirs")
+    p.add_argument("--model-config-file", help="YAML config for several models (see docs/serving.md)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind REST and gRPC to")
+    p.add_argument("--rest-port", type=int, default=8501)
+    p.add_argument("--grpc-port", type=int, default=8500, help="0 disables gRPC")
+    p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between base-path scans")
+    p.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--max-image-pixels", type=int, default=25_000_000,
+                   help="width*height above which an image is refused (decompression bombs)")
+    p.add_argument("--threads", type=int, default=32, help="gunicorn gthread threads (concurrent requests)")
+    p.add_argument("--graceful-timeout", type=float, default=20.0,
+                   help="seconds in-flight requests get to finish after SIGTERM")
+    p.add_argument("--load-retry-interval", type=float, default=2.0,
+                   help="first retry delay of a failed load (doubles per attempt, max 60 s)")
+    p.add_argument("--max-load-retries", type=int, default=5)
+    p.add_argument("--prediction-store-size", type=int, default=10_000,
+                   help="recent predictions remembered for feedback (oldest evicted)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    defaults = BatchingOptions()
+    p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
+    p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros)
+    p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads)
+    p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches)
+    for module in extension_modules():
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+    return p
+
+
+def extension_modules() -> list[Any]:
+    return [importlib.import_module(name) for name in EXTENSIONS]
+
+
+def _apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        key = ENV_PREFIX + action.dest.upper()
+        if key in environ:
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                action.default = environ[key].strip().lower() in ("1", "true", "yes", "on")
+            else:
+                action.default = environ[key]   # argparse converts string defaults with `type`
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> ServerOptions:
+    """Flags > SERVING_* environment > defaults. Raises ConfigError with a one-line reason."""
+    parser = build_parser()
+    _apply_environment(parser, dict(os.environ if environ is None else environ))
+    args = parser.parse_args(argv)
+    batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros,
+                               args.num_batch_threads, args.max_enqueued_batches)
+    if args.model_config_file:
+        if args.model_name or args.model_base_path:
+            raise ConfigError("give either --model-config-file or --model-name/--model-base-path, not both")
+        models = load_model_config(Path(args.model_config_file), batching)
+    elif args.model_name and args.model_base_path:
+        models = (ModelConfig(_model_name(args.model_name, "--model-name"),
+                              Path(args.model_base_path).resolve(), batching=batching),)
+    else:
+        raise ConfigError("a model is needed: --model-name and --model-base-path, or --model-config-file")
+    for name, value in (("--poll-interval", args.poll_interval), ("--max-request-bytes", args.max_request_bytes),
+                        ("--max-image-pixels", args.max_image_pixels), ("--threads", args.threads),
+                        ("--prediction-store-size", args.prediction_store_size)):
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    known = {f.name for f in fields(ServerOptions)} | {f.name for f in fields(BatchingOptions)}
+    known |= {"model_name", "model_base_path", "model_config_file"}
+    extra = {k: v for k, v in vars(args).items() if k not in known}
+    return ServerOptions(
+        models=models, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+        poll_interval=args.poll_interval, max_request_bytes=args.max_request_bytes,
+        max_image_pixels=args.max_image_pixels, threads=args.threads,
+        graceful_timeout=args.graceful_timeout, load_retry_interval=args.load_retry_interval,
+        max_load_retries=args.max_load_retries, prediction_store_size=args.prediction_store_size,
+        log_level=args.log_level, extra=extra)

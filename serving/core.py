@@ -1,0 +1,288 @@
+"""The serving core: the one API that REST, gRPC, feedback and retrain all call.
+
+Protocol adapters translate their wire format into these calls and `ServingError`s back into
+status codes (serving.errors); none of them touches a model. Everything a request must satisfy
+(input names, dtypes, shapes, image bytes, pixel and size limits) is checked here, before a
+request joins a batch, so both protocols enforce the same rules and a bad request cannot fail
+its neighbours.
+
+    core = ServingCore(options); core.start()
+    version, outputs = core.predict("fashion", inputs={"image_bytes": np.array([jpeg], object)})
+    result = core.classify_images("fashion", images=[jpeg], top_k=3)
+    version, defs = core.signature_defs("fashion")           # SignatureDefMap proto
+    core.model_status("fashion")                             # [VersionStatus(version, state, error)]
+    core.feedback("fashion", result.items[0].prediction_id, "shirt")
+    core.ready(); core.begin_drain(); core.stop()
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving import metrics
+from serving.batcher import BatchQueue
+from serving.config import ServerOptions
+from serving.errors import ServingError, invalid, not_found, too_large, unavailable
+from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT, Servable, Signature, TensorSpec
+from serving.manager import ServableManager, VersionStatus
+from serving.predictions import Feedback, PredictionStore
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # what the exported graph's decode_image accepts
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image of a classify call: its prediction id and top-k, or why it was refused."""
+    prediction_id: str | None
+    predictions: list[tuple[str, float]] = field(default_factory=list)
+    error: ServingError | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    model: str
+    version: int
+    items: list[ImageResult]
+
+
+class ServingCore:
+    """Models, batching and request checks behind every protocol (one model copy per process)."""
+
+    def __init__(self, options: ServerOptions, manager: ServableManager | None = None) -> None:
+        self.options = options
+        self.manager = manager or ServableManager(
+            options.models, poll_interval=options.poll_interval,
+            load_retry_interval=options.load_retry_interval, max_load_retries=options.max_load_retries,
+            on_available=self._attach, on_unloaded=self._detach)
+        self.predictions = PredictionStore(options.prediction_store_size)
+        self._draining = threading.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start polling the model base paths; versions load in the background."""
+        self.manager.start()
+
+    def begin_drain(self) -> None:
+        """Shutdown step 1: report not ready and refuse new requests; in-flight ones finish."""
+        self._draining.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def stop(self) -> None:
+        """Release every version (after its in-flight requests) and stop the batch threads."""
+        self._draining.set()
+        self.manager.stop()
+
+    def ready(self) -> bool:
+        """Every configured model has an available version and we are not shutting down."""
+        return not self.draining and self.manager.ready()
+
+    def model_names(self) -> list[str]:
+        return self.manager.model_names()
+
+    def _attach(self, servable: Servable) -> None:
+        batching = self.manager.model_config(servable.model).batching
+        servable.queues = {name: BatchQueue(signature.run, batching, servable.model, servable.version, name)
+                           for name, signature in servable.signatures.items()}
+        for stage, figures in (servable.metadata.get("evaluation") or {}).items():
+            if isinstance(figures, dict) and isinstance(figures.get("accuracy"), (int, float)):
+                metrics.EVAL_ACCURACY.labels(servable.model, str(servable.version), stage).set(figures["accuracy"])
+
+    def _detach(self, servable: Servable) -> None:
+        for queue in servable.queues.values():
+            queue.close()
+        for stage in (servable.metadata.get("evaluation") or {}):
+            try:
+                metrics.EVAL_ACCURACY.remove(servable.model, str(servable.version), stage)
+            except KeyError:
+                pass
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _admit(self) -> None:
+        if self.draining:
+            raise unavailable("server is shutting down; retry on another replica")
+
+    def check_request_size(self, size: int) -> None:
+        """RESOURCE_EXHAUSTED for a request body over --max-request-bytes (413 on REST)."""
+        if size > self.options.max_request_bytes:
+            raise too_large(f"request is {size} bytes, over the limit of {self.options.max_request_bytes} "
+                            f"bytes (--max-request-bytes)")
+
+    def check_image(self, data: bytes, what: str = "image") -> None:
+        """Reject empty, non-image, unsupported or oversized images from their header alone
+        (Pillow reads the size without decoding pixels: a decompression bomb costs nothing)."""
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise invalid(f"{what} is empty")
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                fmt, (width, height) = image.format, image.size
+        except Image.DecompressionBombError as error:
+            raise invalid(f"{what} is over the pixel limit ({error})") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            raise invalid(f"{what} is not a decodable image (JPEG, PNG, GIF or BMP): "
+                          f"{type(error).__name__}") from None
+        if fmt not in IMAGE_FORMATS:
+            raise invalid(f"{what} is {fmt}; send JPEG, PNG, GIF or BMP")
+        if width * height > self.options.max_image_pixels:
+            raise invalid(f"{what} is {width}x{height} = {width * height} pixels, over the limit of "
+                          f"{self.options.max_image_pixels} (--max-image-pixels)")
+
+    def _coerce(self, signature: Signature, inputs: dict[str, Any]) -> Arrays:
+        """Inputs as arrays of the signature's dtypes and shapes, or INVALID_ARGUMENT saying which."""
+        if not isinstance(inputs, dict):
+            if len(signature.inputs) != 1:
+                raise invalid(f"signature {signature.name!r} has several inputs {sorted(signature.inputs)}: "
+                              f"name them")
+            inputs = {next(iter(signature.inputs)): inputs}
+        expected, given = set(signature.inputs), set(inputs)
+        if expected != given:
+            raise invalid(f"signature {signature.name!r} takes inputs {sorted(expected)}, got {sorted(given)}"
+                          + (f" (missing {sorted(expected - given)})" if expected - given else "")
+                          + (f" (unknown {sorted(given - expected)})" if given - expected else ""))
+        arrays = {name: _to_array(name, value, signature.inputs[name]) for name, value in inputs.items()}
+        for name, array in arrays.items():
+            if array.dtype == object and name == IMAGE_INPUT:
+                for index, item in enumerate(array.reshape(-1)):
+                    self.check_image(item, f"{name}[{index}]")
+        return arrays
+
+    # ---- API -------------------------------------------------------------------------------
+    def predict(self, model: str, version: int | None = None, label: str | None = None,
+                signature: str | None = None, inputs: dict[str, Any] | Any = None,
+                output_filter: Sequence[str] | None = None) -> tuple[int, Arrays]:
+        """Run a signature on a batch of inputs (first dimension = instances).
+
+        `inputs` maps input names to arrays (or nested lists); string inputs hold bytes. Anything
+        other than a dict is the value of the signature's only input (TF Serving's REST rule).
+        Returns (the version that answered, outputs by name). `output_filter` keeps only the
+        named outputs (INVALID_ARGUMENT for names the signature does not have).
+        """
+        self._admit()
+        with self.manager.acquire(model, version, label) as servable:
+            chosen = _signature(servable, signature)
+            arrays = self._coerce(chosen, {} if inputs is None else inputs)
+            if output_filter:
+                unknown = set(output_filter) - set(chosen.outputs)
+                if unknown:
+                    raise invalid(f"output_filter names unknown outputs {sorted(unknown)} "
+                                  f"(signature {chosen.name!r} has {sorted(chosen.outputs)})")
+            outputs = servable.queues[chosen.name].submit(arrays)
+            self._observe(servable, outputs)
+            if output_filter:
+                outputs = {name: outputs[name] for name in output_filter}
+            return servable.version, outputs
+
+    def classify_images(self, model: str, version: int | None = None, label: str | None = None,
+                        images: Sequence[bytes] = (), top_k: int = 5) -> ClassifyResult:
+        """Top-k labels of encoded images. Each image gets a prediction id (for feedback).
+
+        With one image its error is raised; with several, bad images get an error entry and the
+        others are answered, unless every image is bad (the first error is raised).
+        """
+        self._admit()
+        if not images:
+            raise invalid("no image in the request")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise invalid(f"top_k must be a positive integer, got {top_k!r}")
+        errors: dict[int, ServingError] = {}
+        for index, data in enumerate(images):
+            try:
+                self.check_image(data, "image" if len(images) == 1 else f"image {index}")
+            except ServingError as error:
+                errors[index] = error
+        if len(errors) == len(images):
+            raise errors[0]
+        good = [data for index, data in enumerate(images) if index not in errors]
+        with self.manager.acquire(model, version, label) as servable:
+            outputs = servable.queues[DEFAULT_SIGNATURE].submit({IMAGE_INPUT: np.array(good, dtype=object)})
+            self._observe(servable, outputs)
+            answers = iter(self._top_k(servable, outputs["probabilities"], top_k))
+            items = [ImageResult(None, error=errors[i]) if i in errors else next(answers)
+                     for i in range(len(images))]
+            return ClassifyResult(servable.model, servable.version, items)
+
+    def _top_k(self, servable: Servable, probabilities: np.ndarray, top_k: int) -> Iterable[ImageResult]:
+        names = tuple(servable.class_names)
+        for row in probabilities:
+            order = np.argsort(-row, kind="stable")[:top_k]
+            ranked = [(names[i], float(row[i])) for i in order]
+            prediction_id = self.predictions.remember(servable.model, servable.version, ranked[0][0],
+                                                      ranked[0][1], names)
+            yield ImageResult(prediction_id, ranked)
+
+    def _observe(self, servable: Servable, outputs: Arrays) -> None:
+        """Confidence histogram and predicted-label counter (drift panels)."""
+        probabilities = outputs.get("probabilities")
+        if probabilities is None or probabilities.ndim != 2 or not len(servable.class_names):
+            return
+        version = str(servable.version)
+        confidence = metrics.CONFIDENCE.labels(servable.model, version)
+        for index, score in zip(probabilities.argmax(axis=1), probabilities.max(axis=1)):
+            confidence.observe(float(score))
+            if index < len(servable.class_names):
+                metrics.PREDICTED_LABEL.labels(servable.model, version, servable.class_names[index]).inc()
+
+    def signature_defs(self, model: str, version: int | None = None,
+                       label: str | None = None) -> tuple[int, get_model_metadata_pb2.SignatureDefMap]:
+        """The version's SignatureDef map, as read from its saved_model.pb."""
+        with self.manager.acquire(model, version, label) as servable:
+            return servable.version, servable.signature_defs
+
+    def model_status(self, model: str, version: int | None = None) -> list[VersionStatus]:
+        """TF Serving's GetModelStatus: every known version (newest first) and its state."""
+        return self.manager.status(model, version)
+
+    def resolve_label(self, model: str, label: str) -> int:
+        """The version a label points to (NOT_FOUND if the model has no such label)."""
+        config = self.manager.model_config(model)
+        if label not in config.version_labels:
+            raise not_found(f"model {model!r} has no version label {label!r}")
+        return config.version_labels[label]
+
+    def feedback(self, model: str, prediction_id: str, label: str) -> Feedback:
+        """Report the true label of an earlier classify_images prediction (see PredictionStore)."""
+        self.manager.model_config(model)
+        return self.predictions.feedback(model, prediction_id, label)
+
+
+def _signature(servable: Servable, name: str | None) -> Signature:
+    name = name or DEFAULT_SIGNATURE
+    if name not in servable.signatures:
+        raise invalid(f"model {servable.model!r} version {servable.version} has no signature {name!r} "
+                      f"(has {sorted(servable.signatures)})")
+    return servable.signatures[name]
+
+
+def _to_array(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
+    if spec.dtype == object:
+        array = np.array(value, dtype=object) if not isinstance(value, np.ndarray) else value
+        flat = array.reshape(-1)
+        for index, item in enumerate(flat):
+            if isinstance(item, str):
+                flat[index] = item.encode()
+            elif not isinstance(item, (bytes, bytearray)):
+                raise invalid(f"input {name!r} expects strings/bytes, item {index} is {type(item).__name__}")
+        array = flat.reshape(array.shape) if array.shape else flat
+    else:
+        try:
+            array = np.asarray(value, dtype=spec.dtype)
+        except (TypeError, ValueError) as error:
+            raise invalid(f"input {name!r} expects {spec.describe()} values: {error}") from None
+    if spec.shape is not None:
+        if array.ndim != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, array.shape)):
+            raise invalid(f"input {name!r} has shape {list(array.shape)}, the signature expects {spec.describe()}")
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise invalid(f"input {name!r} holds no instances (shape {list(array.shape)})")
+    return array

@@ -1,0 +1,61 @@
+"""TensorProto <-> numpy for the gRPC adapter.
+
+TensorFlow's own conversion (`tf.make_ndarray` / `tf.make_tensor_proto`) is used so every dtype and
+encoding a TF Serving client may send (tensor_content, typed *_val fields, one value broadcast to
+the whole shape) means exactly what it means to TensorFlow. One guard is added first: a proto may
+*declare* any shape and carry a single value, which TensorFlow would broadcast into an array of
+that size. A 40-byte message must not allocate gigabytes, so the declared size is checked against
+what a message of the configured maximum size could really carry.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from serving.errors import invalid
+
+_STRING_DTYPES = (object, np.bytes_, np.str_)
+
+
+def _declared_elements(name: str, proto: tensor_pb2.TensorProto) -> int:
+    if proto.tensor_shape.unknown_rank:
+        raise invalid(f"input {name!r}: tensor_shape must have a known rank")
+    count = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise invalid(f"input {name!r}: dimension {dim.size} is negative")
+        count *= dim.size
+    return count
+
+
+def to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> np.ndarray:
+    """One request input as numpy; INVALID_ARGUMENT for anything TensorFlow cannot read."""
+    if proto.dtype == types_pb2.DT_INVALID:
+        raise invalid(f"input {name!r}: dtype is missing (DT_INVALID)")
+    try:
+        itemsize = 1 if proto.dtype == types_pb2.DT_STRING else tf.as_dtype(proto.dtype).size
+    except TypeError:
+        raise invalid(f"input {name!r}: unsupported dtype {proto.dtype}") from None
+    elements = _declared_elements(name, proto)
+    if elements * itemsize > max_bytes:
+        raise invalid(f"input {name!r}: shape declares {elements} elements, more than a message of "
+                      f"at most {max_bytes} bytes can carry")
+    try:
+        return tf.make_ndarray(proto)
+    except (TypeError, ValueError) as error:
+        raise invalid(f"input {name!r}: cannot read tensor: {error}") from None
+
+
+def to_ndarrays(inputs: Mapping[str, tensor_pb2.TensorProto], max_bytes: int) -> dict[str, np.ndarray]:
+    return {name: to_ndarray(name, proto, max_bytes) for name, proto in inputs.items()}
+
+
+def to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
+    """One output as a TensorProto (strings as DT_STRING, numbers in tensor_content)."""
+    array = np.asarray(value)
+    if array.dtype.type in _STRING_DTYPES or array.dtype == object:
+        return tf.make_tensor_proto(array, dtype=tf.string)
+    return tf.make_tensor_proto(array)

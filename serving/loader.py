@@ -1,0 +1,211 @@
+"""Load one model version: SavedModel, signature check against the contract, warm-up.
+
+Like TF Serving's loader, a failure is *reported*, never raised into the server: `load_version`
+returns a `LoadResult` carrying either the servable or the reason, and the manager decides what
+to do (retry with backoff, keep the previous version serving).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving.source import SAVED_MODEL_FILE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+IMAGE_INPUT = "image_bytes"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 100
+# The model-version contract (docs/model-format.md): signature -> (inputs, outputs) it must have.
+REQUIRED_SIGNATURES: dict[str, tuple[set[str], set[str]]] = {
+    DEFAULT_SIGNATURE: ({IMAGE_INPUT}, {"probabilities", "classes", "labels"}),
+    "predict_pixels": ({"images"}, {"probabilities", "classes", "labels"}),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """dtype and shape (None = any size) of one signature input or output."""
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None   # None: unknown rank
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "[" + ", ".join("-1" if d is None else str(d) for d in self.shape) + "]"
+        return f"{tf.as_dtype(self.dtype).name if self.dtype != object else 'string'} {dims}"
+
+
+@dataclass
+class Signature:
+    """One callable signature of a loaded version, with its input/output specs."""
+    name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    function: Callable[..., dict[str, tf.Tensor]]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call the concrete function on a batch; outputs as numpy arrays."""
+        tensors = {name: tf.convert_to_tensor(value, dtype=tf.as_dtype(self.inputs[name].dtype)
+                                              if self.inputs[name].dtype != object else tf.string)
+                   for name, value in inputs.items()}
+        return {name: value.numpy() for name, value in self.function(**tensors).items()}
+
+
+@dataclass
+class Servable:
+    """A loaded version. Requests hold a reference (refcount) while they use it, so the manager
+    can wait for in-flight requests before releasing the model."""
+    model: str
+    version: int
+    path: Path
+    signatures: dict[str, Signature]
+    signature_defs: get_model_metadata_pb2.SignatureDefMap
+    class_names: list[str]
+    metadata: dict[str, Any]
+    saved_model: Any = field(repr=False, default=None)
+    queues: dict[str, Any] = field(default_factory=dict, repr=False)   # batch queue per signature (core)
+    _refs: int = field(default=0, repr=False)
+    _closed: bool = field(default=False, repr=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def retain(self) -> bool:
+        """Count one more user; False once the servable is released (caller re-resolves)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._refs += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            self._lock.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self._refs
+
+    def close_when_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no request uses this version, then refuse new users and drop the model.
+        Returns False if requests were still running after `timeout` (released anyway)."""
+        with self._lock:
+            idle = self._lock.wait_for(lambda: self._refs == 0, timeout)
+            self._closed = True
+        self.signatures = {}
+        self.saved_model = None
+        return idle
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    servable: Servable | None
+    error: str | None
+    duration: float
+
+
+def _spec(info: Any) -> TensorSpec:
+    dtype = tf.as_dtype(info.dtype)
+    np_dtype = np.dtype(object) if dtype == tf.string else np.dtype(dtype.as_numpy_dtype)
+    if info.tensor_shape.unknown_rank:
+        return TensorSpec(np_dtype, None)
+    return TensorSpec(np_dtype, tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim))
+
+
+def read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
+    """The SignatureDef map of the version's saved_model.pb (first MetaGraph, tag `serve`)."""
+    saved = saved_model_pb2.SavedModel.FromString((path / SAVED_MODEL_FILE).read_bytes())
+    graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs)
+    if not graphs:
+        raise ValueError("saved_model.pb holds no MetaGraph")
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for name, definition in graphs[0].signature_def.items():
+        if not name.startswith("__"):       # internal entries like __saved_model_init_op
+            result.signature_def[name].CopyFrom(definition)
+    return result
+
+
+def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: list[str]) -> None:
+    """Raise ValueError naming what is missing if the version does not follow the contract."""
+    for name, (inputs, outputs) in REQUIRED_SIGNATURES.items():
+        if name not in defs.signature_def:
+            raise ValueError(f"signature {name!r} missing (has {sorted(defs.signature_def)})")
+        definition = defs.signature_def[name]
+        missing = (inputs - set(definition.inputs)) | (outputs - set(definition.outputs))
+        if missing:
+            raise ValueError(f"signature {name!r} lacks tensors {sorted(missing)}")
+    image = defs.signature_def[DEFAULT_SIGNATURE].inputs[IMAGE_INPUT]
+    if tf.as_dtype(image.dtype) != tf.string:
+        raise ValueError(f"{DEFAULT_SIGNATURE} input {IMAGE_INPUT!r} must be a string tensor")
+    probabilities = _spec(defs.signature_def[DEFAULT_SIGNATURE].outputs["probabilities"])
+    if not class_names:
+        raise ValueError("assets/labels.txt is missing or empty")
+    if probabilities.shape and probabilities.shape[-1] not in (None, len(class_names)):
+        raise ValueError(f"model has {probabilities.shape[-1]} classes but labels.txt lists {len(class_names)}")
+
+
+def _warm_up(servable: Servable) -> int:
+    """Replay the version's PredictionLog warm-up records (TF Serving's format). Returns count."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = servable.path / "assets.extra" / WARMUP_FILE
+    if not path.exists():
+        return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        if not entry.HasField("predict_log"):
+            continue
+        request = entry.predict_log.request
+        signature = servable.signatures[request.model_spec.signature_name or DEFAULT_SIGNATURE]
+        signature.run({name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})
+        count += 1
+    return count
+
+
+def _read_class_names(path: Path) -> list[str]:
+    labels = path / "assets" / "labels.txt"
+    return labels.read_text().splitlines() if labels.exists() else []
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    metadata = path / "assets.extra" / "metadata.json"
+    try:
+        return json.loads(metadata.read_text()) if metadata.exists() else {}
+    except (OSError, ValueError) as error:
+        log.warning("ignoring unreadable %s: %s", metadata, error)
+        return {}
+
+
+def load_version(model: str, version: int, path: Path) -> LoadResult:
+    """Load, check and warm up one version. Never raises: failures come back as `error`."""
+    started = time.perf_counter()
+    try:
+        defs = read_signature_defs(path)
+        class_names = _read_class_names(path)
+        check_contract(defs, class_names)
+        saved_model = tf.saved_model.load(str(path))
+        signatures = {
+            name: Signature(name, {k: _spec(v) for k, v in d.inputs.items()},
+                            {k: _spec(v) for k, v in d.outputs.items()}, saved_model.signatures[name])
+            for name, d in defs.signature_def.items() if name in saved_model.signatures
+        }
+        servable = Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
+                            saved_model)
+        warmed = _warm_up(servable)
+        log.info("model %s version %d loaded from %s (%d warm-up requests) in %.2fs",
+                 model, version, path, warmed, time.perf_counter() - started)
+        return LoadResult(servable, None, time.perf_counter() - started)
+    except Exception as error:  # noqa: BLE001 - any failure of a version must not reach the server
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        log.error("model %s version %d failed to load from %s: %s", model, version, path, reason)
+        return LoadResult(None, reason, time.perf_counter() - started)

@@ -1,0 +1,347 @@
+"""REST adapter: TF Serving's REST API plus image-native classify and feedback, over the core.
+
+Routes (TF Serving compatible where TF Serving has them):
+  GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
+  GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    instances (row) or inputs (columnar)
+  POST /v1/models/{name}[...]:classify_image[?top_k=5]         multipart file(s) or raw image/* body
+  POST /v1/models/{name}:feedback                              {prediction_id, label} or {feedback: [..]}
+  GET  /healthz  /readyz  /metrics
+Errors are TF Serving's shape, {"error": "..."}, with the status from serving.errors.
+Other areas add routes through `create_app(..., extensions)` without touching this module.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from flask import Blueprint, Flask, Response, jsonify, request
+from google.protobuf import json_format
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from serving import metrics
+from serving.core import ClassifyResult, ImageResult, ServingCore
+from serving.errors import ServingError, invalid, not_found, too_large
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
+                   r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z_]+))?$")
+DEFAULT_TOP_K = 5
+
+
+class ModelPath:
+    """The parts of /v1/models/... : name, version or label, and /metadata or :verb."""
+
+    def __init__(self, path: str) -> None:
+        match = _PATH.match(path)
+        if not match:
+            raise not_found(f"no such resource: /v1/models/{path}")
+        self.name: str = match["name"]
+        self.version = int(match["version"]) if match["version"] else None
+        self.label: str | None = match["label"]
+        self.metadata = bool(match["metadata"])
+        self.verb: str | None = match["verb"]
+
+
+def error_response(error: ServingError) -> Response:
+    response = jsonify(error=error.message)
+    response.status_code = error.http_status
+    return response
+
+
+# ---- JSON <-> tensors (TF Serving's REST encoding) -------------------------------------------
+def decode_b64(value: Any) -> Any:
+    """Replace every {"b64": "..."} in a JSON value by the bytes it encodes."""
+    if isinstance(value, dict):
+        if set(value) == {"b64"}:
+            if not isinstance(value["b64"], str):
+                raise invalid('a "b64" value must be a string')
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except (binascii.Error, ValueError):
+                try:
+                    return base64.urlsafe_b64decode(value["b64"])
+                except (binascii.Error, ValueError):
+                    raise invalid('a "b64" value is not valid base64') from None
+        return {key: decode_b64(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode_b64(item) for item in value]
+    return value
+
+
+def _json_value(name: str, array: np.ndarray) -> Any:
+    if array.dtype != object:
+        return array.tolist()
+    def convert(item: Any) -> Any:
+        if isinstance(item, bytes):
+            if name.endswith("_bytes"):
+                return {"b64": base64.b64encode(item).decode()}
+            try:
+                return item.decode()
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(item).decode()}
+        return item
+    return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else array.tolist()
+
+
+def parse_predict(body: Any) -> tuple[str | None, Any, bool]:
+    """(signature_name, inputs for core.predict, row format?) from a :predict JSON body."""
+    if not isinstance(body, dict):
+        raise invalid("the body must be a JSON object with \"instances\" or \"inputs\"")
+    signature = body.get("signature_name")
+    if signature is not None and not isinstance(signature, str):
+        raise invalid("signature_name must be a string")
+    if ("instances" in body) == ("inputs" in body):
+        raise invalid("the body needs exactly one of \"instances\" (row format) or \"inputs\" (columnar)")
+    if "inputs" in body:
+        return signature, decode_b64(body["inputs"]), False
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise invalid("\"instances\" must be a non-empty list")
+    instances = decode_b64(instances)
+    if all(isinstance(item, dict) for item in instances):
+        names = set(instances[0])
+        if any(set(item) != names for item in instances):
+            raise invalid("every instance must name the same inputs")
+        return signature, {name: [item[name] for item in instances] for name in names}, True
+    if any(isinstance(item, dict) for item in instances):
+        raise invalid("instances mix named (objects) and unnamed values")
+    return signature, instances, True
+
+
+def predict_response(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
+    """TF Serving's answer: {"predictions": [...]} for row requests, {"outputs": ...} for columnar."""
+    values = {name: _json_value(name, array) for name, array in outputs.items()}
+    if not row:
+        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    if len(values) == 1:
+        return {"predictions": next(iter(values.values()))}
+    count = len(next(iter(outputs.values())))
+    return {"predictions": [{name: value[i] for name, value in values.items()} for i in range(count)]}
+
+
+def status_response(statuses: Iterable[Any]) -> dict[str, Any]:
+    return {"model_version_status": [
+        {"version": str(s.version), "state": s.state,
+         "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error}}
+        for s in statuses]}
+
+
+def _image_json(item: ImageResult) -> dict[str, Any]:
+    if item.error is not None:
+        return {"error": item.error.message}
+    return {"prediction_id": item.prediction_id,
+            "predictions": [{"label": label, "score": score} for label, score in item.predictions]}
+
+
+def classify_response(result: ClassifyResult, filenames: list[str] | None) -> dict[str, Any]:
+    """One image: {model, version, prediction_id, predictions}; several: per-image `results`."""
+    head = {"model": result.model, "version": result.version}
+    if len(result.items) == 1:
+        return {**head, **_image_json(result.items[0])}
+    names = filenames or [None] * len(result.items)
+    return {**head, "results": [{"filename": name, **_image_json(item)} for name, item in zip(names, result.items)]}
+
+
+# ---- request helpers -------------------------------------------------------------------------
+def _body(core: ServingCore) -> bytes:
+    if request.content_length is not None:
+        core.check_request_size(request.content_length)
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large(f"request is over the limit of {core.options.max_request_bytes} bytes "
+                        f"(--max-request-bytes)") from None
+
+
+def _json_body(core: ServingCore) -> Any:
+    data = _body(core)
+    if not data.strip():
+        raise invalid("the request body is empty; send a JSON object")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise invalid(f"malformed JSON body: {error}") from None
+
+
+def _images() -> tuple[list[bytes], list[str] | None]:
+    """Images of a classify_image request: multipart files, or the raw image/* body."""
+    content_type = (request.mimetype or "").lower()
+    if content_type == "multipart/form-data":
+        files = [f for key in request.files for f in request.files.getlist(key)]
+        if not files:
+            raise invalid("the multipart body holds no file; send the image as a file field")
+        return [f.read() for f in files], [f.filename or "" for f in files]
+    if content_type.startswith("image/") or content_type in ("application/octet-stream", ""):
+        data = request.get_data(cache=True)
+        if not data:
+            raise invalid("the request body is empty; send an image")
+        return [data], None
+    raise invalid(f"Content-Type {content_type!r} not accepted: send multipart/form-data or a raw image/* body")
+
+
+def _top_k() -> int:
+    raw = request.args.get("top_k", str(DEFAULT_TOP_K))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"top_k must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise invalid(f"top_k must be a positive integer, got {value}")
+    return value
+
+
+# ---- blueprints ------------------------------------------------------------------------------
+def models_blueprint(core: ServingCore) -> Blueprint:
+    """The /v1/models API."""
+    bp = Blueprint("models", __name__)
+
+    @bp.get("/v1/models/<path:path>")
+    def get_model(path: str) -> Response:
+        target = ModelPath(path)
+        if target.verb:
+            raise ServingError("INVALID_ARGUMENT", f":{target.verb} needs POST")
+        api = "metadata" if target.metadata else "status"
+        with metrics.track_request(target.name, api, "rest") as track:
+            if target.metadata:
+                track.version, defs = core.signature_defs(target.name, target.version, target.label)
+                return jsonify({
+                    "model_spec": {"name": target.name, "signature_name": "", "version": str(track.version)},
+                    "metadata": {"signature_def": json_format.MessageToDict(
+                        defs, preserving_proto_field_name=True)}})
+            version = core.resolve_label(target.name, target.label) if target.label else target.version
+            track.version = version or ""
+            return jsonify(status_response(core.model_status(target.name, version)))
+
+    @bp.post("/v1/models/<path:path>")
+    def post_model(path: str) -> Response:
+        target = ModelPath(path)
+        handler = VERBS.get(target.verb or "")
+        if handler is None or target.metadata:
+            raise not_found(f"unknown method {target.verb!r}: use :predict, :classify_image or :feedback")
+        api, run = handler
+        with metrics.track_request(target.name, api, "rest") as track:
+            return run(core, target, track)
+
+    return bp
+
+
+def _predict(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
+    signature, inputs, row = parse_predict(_json_body(core))
+    track.version, outputs = core.predict(target.name, target.version, target.label, signature, inputs)
+    return jsonify(predict_response(outputs, row))
+
+
+def _classify_image(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
+    _body(core)
+    images, filenames = _images()
+    result = core.classify_images(target.name, target.version, target.label, images, _top_k())
+    track.version = result.version
+    return jsonify(classify_response(result, filenames))
+
+
+def _feedback(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
+    body = _json_body(core)
+    if isinstance(body, dict) and "feedback" in body:
+        if not isinstance(body["feedback"], list) or not body["feedback"]:
+            raise invalid("\"feedback\" must be a non-empty list of {prediction_id, label}")
+        results = []
+        for item in body["feedback"]:
+            try:
+                results.append(_feedback_json(core, target.name, item))
+            except ServingError as error:
+                pid = item.get("prediction_id") if isinstance(item, dict) else None
+                results.append({"prediction_id": pid, "error": error.message, "code": error.code})
+        return jsonify({"results": results})
+    answer = _feedback_json(core, target.name, body)
+    track.version = answer["version"]
+    return jsonify(answer)
+
+
+def _feedback_json(core: ServingCore, model: str, item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise invalid("feedback must be an object {prediction_id, label}")
+    unknown = set(item) - {"prediction_id", "label"}
+    if unknown:
+        raise invalid(f"feedback has unknown keys {sorted(unknown)}")
+    done = core.feedback(model, item.get("prediction_id"), item.get("label"))
+    return {"prediction_id": done.prediction_id, "model": done.model, "version": done.version,
+            "predicted_label": done.predicted_label, "label": done.true_label, "correct": done.correct}
+
+
+def _unsupported(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
+    raise invalid(f":{target.verb} is not supported for this model: use :predict or :classify_image")
+
+
+VERBS: dict[str, tuple[str, Callable[[ServingCore, ModelPath, metrics.RequestTrack], Response]]] = {
+    "predict": ("predict", _predict),
+    "classify_image": ("classify_image", _classify_image),
+    "feedback": ("feedback", _feedback),
+    "classify": ("classify", _unsupported),
+    "regress": ("classify", _unsupported),
+}
+
+
+def health_blueprint(core: ServingCore) -> Blueprint:
+    """Liveness, readiness and the Prometheus scrape endpoint."""
+    bp = Blueprint("health", __name__)
+
+    @bp.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @bp.get("/readyz")
+    def readyz() -> Response:
+        models = {name: core.manager.available_versions(name) for name in core.model_names()}
+        ready = core.ready()
+        response = jsonify(ready=ready, draining=core.draining, models=models)
+        response.status_code = 200 if ready else 503
+        return response
+
+    @bp.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST.split(";")[0],
+                        headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
+
+    return bp
+
+
+def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
+    """The Flask app: core blueprints, then each extension module's `blueprint(core, options)`."""
+    app = Flask("serving")
+    app.config["MAX_CONTENT_LENGTH"] = core.options.max_request_bytes
+    app.json.sort_keys = False
+    app.register_blueprint(models_blueprint(core))
+    app.register_blueprint(health_blueprint(core))
+    for module in extensions:
+        if hasattr(module, "blueprint"):
+            app.register_blueprint(module.blueprint(core, core.options))
+
+    @app.errorhandler(ServingError)
+    def serving_error(error: ServingError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        if isinstance(error, RequestEntityTooLarge):
+            message = f"request is over the limit of {core.options.max_request_bytes} bytes (--max-request-bytes)"
+        else:
+            message = f"{error.name}: {error.description}" if error.description else str(error.name)
+        response = jsonify(error=message)
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = jsonify(error=f"internal error: {type(error).__name__}")
+        response.status_code = 500
+        return response
+
+    return app

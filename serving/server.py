@@ -1,0 +1,124 @@
+"""The serving process: gunicorn (one worker, threads) running the Flask app, gRPC beside it.
+
+One worker means one copy of each model in memory; concurrency comes from gthread threads and
+from the batcher, which turns concurrent requests into one model call. The core, the app and the
+gRPC server are built inside the worker (after gunicorn forks), never in the arbiter, because
+TensorFlow must not be initialised before a fork.
+
+Shutdown (SIGTERM, e.g. from Kubernetes): the worker first reports not ready and refuses new
+requests with 503 (`core.begin_drain()`), starts the gRPC server's graceful stop, lets in-flight
+REST requests finish (gunicorn's graceful_timeout), then releases the models and exits.
+
+gRPC hook: if --grpc-port != 0 the worker imports `serving.grpc_server` and calls
+`start_grpc_server(core, options) -> grpc.Server` (bound and started); at exit it calls
+`server.stop(grace)` and waits for it.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from serving.config import ConfigError, ServerOptions, extension_modules, parse_args
+
+log = logging.getLogger("serving")
+
+
+class _Worker:
+    """What lives in the worker process: the core, the gRPC server and its stop event."""
+    core: Any = None
+    grpc_server: Any = None
+    grpc_stopped: threading.Event | None = None
+
+
+def _build_app(options: ServerOptions) -> Any:
+    from serving.core import ServingCore
+    from serving.rest import create_app
+
+    _Worker.core = ServingCore(options)
+    _Worker.core.start()
+    if options.grpc_port:
+        grpc_server = importlib.import_module("serving.grpc_server")
+        _Worker.grpc_server = grpc_server.start_grpc_server(_Worker.core, options)
+        log.info("gRPC listening on %s:%d", options.host, options.grpc_port)
+    log.info("REST listening on %s:%d; models %s", options.host, options.rest_port,
+             ", ".join(f"{m.name} <- {m.base_path}" for m in options.models))
+    return create_app(_Worker.core, extension_modules())
+
+
+def _begin_shutdown(options: ServerOptions) -> None:
+    """First step on SIGTERM: not ready, refuse new work, start draining gRPC."""
+    if _Worker.core is not None and not _Worker.core.draining:
+        log.info("SIGTERM: draining (readiness false, new requests refused, in-flight finish)")
+        _Worker.core.begin_drain()
+        if _Worker.grpc_server is not None:
+            _Worker.grpc_stopped = _Worker.grpc_server.stop(options.graceful_timeout)
+
+
+def _post_worker_init(options: ServerOptions, worker: Any) -> None:
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _begin_shutdown(options)
+        if callable(gunicorn_handler):
+            gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _worker_exit(options: ServerOptions, server: Any, worker: Any) -> None:
+    _begin_shutdown(options)
+    if _Worker.grpc_stopped is not None:
+        _Worker.grpc_stopped.wait(options.graceful_timeout)
+    if _Worker.core is not None:
+        _Worker.core.stop()
+    log.info("worker stopped")
+
+
+class ServingApplication(BaseApplication):
+    """gunicorn configured from ServerOptions (no gunicorn config file, no command line)."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        o = self.options
+        settings = {
+            "bind": [f"[{o.host}]:{o.rest_port}" if ":" in o.host else f"{o.host}:{o.rest_port}"],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": o.threads,
+            "worker_connections": max(1000, o.threads * 4),
+            "graceful_timeout": int(o.graceful_timeout),
+            "timeout": 120,
+            "keepalive": 5,
+            "loglevel": o.log_level,
+            "errorlog": "-",
+            "accesslog": None,
+            "proc_name": "serving",
+            "post_worker_init": lambda worker: _post_worker_init(o, worker),
+            "worker_exit": lambda server, worker: _worker_exit(o, server, worker),
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return _build_app(self.options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        options = parse_args(argv)
+    except ConfigError as error:
+        print(f"serving: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=options.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ServingApplication(options).run()
+    return 0
