@@ -107,14 +107,16 @@ def fashion_split(prefix: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _write_class_folders(out: Path, images: np.ndarray, labels: np.ndarray, per_class: int) -> int:
+def write_class_folders(out: Path, images: np.ndarray, labels: np.ndarray, per_class: int,
+                        skip: int = 0) -> int:
+    """PNG (RGB) folder per class: images skip..skip+per_class of each class, in file order."""
     from PIL import Image
 
     written = 0
     for index, name in enumerate(FASHION_CLASSES):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        for n, row in enumerate(np.flatnonzero(labels == index)[:per_class]):
+        for n, row in enumerate(np.flatnonzero(labels == index)[skip:skip + per_class], start=skip):
             Image.fromarray(images[row]).convert("RGB").save(folder / f"{name}_{n:04d}.png")
             written += 1
     return written
@@ -125,8 +127,8 @@ def build_demo_data(out: Path, train_per_class: int = 150, heldout_per_class: in
     DIR/heldout (a few per class from the t10k set, never seen in training)."""
     if not FASHION_DIR.is_dir():
         raise MaterialsError(f"{FASHION_DIR} missing: install Debian's dataset-fashion-mnist")
-    train = _write_class_folders(out / "train", *fashion_split("train"), train_per_class)
-    heldout = _write_class_folders(out / "heldout", *fashion_split("t10k"), heldout_per_class)
+    train = write_class_folders(out / "train", *fashion_split("train"), train_per_class)
+    heldout = write_class_folders(out / "heldout", *fashion_split("t10k"), heldout_per_class)
     print(f"wrote {train} training and {heldout} held-out PNGs under {out}")
     return out
 

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from trainer.data import IMAGE_SUFFIXES
+from trainer.data import IMAGE_SUFFIXES, is_readable
 from trainer.errors import TrainerError
 from trainer.export import DEFAULT_SIGNATURE, IMAGE_INPUT, existing_versions, read_labels
 
@@ -38,13 +38,17 @@ def image_files(root: Path, limit: int | None) -> list[Path]:
 
 
 def top_k(version_dir: Path, files: list[Path], k: int) -> Iterator[tuple[Path, list[tuple[str, float]]]]:
-    """(file, [(label, probability), ...] best first) for each file, one batch per 32 files."""
+    """(file, [(label, probability), ...] best first) per file, 32 files per call; unreadable
+    files come first with an empty ranking."""
     import tensorflow as tf
 
     labels = read_labels(version_dir)
     signature = tf.saved_model.load(str(version_dir)).signatures[DEFAULT_SIGNATURE]
-    for start in range(0, len(files), 32):
-        chunk = files[start:start + 32]
+    readable = [f for f in files if is_readable(f)]
+    for path in sorted(set(files) - set(readable)):
+        yield path, []  # one bad file must not sink the whole batch
+    for start in range(0, len(readable), 32):
+        chunk = readable[start:start + 32]
         batch = tf.constant([f.read_bytes() for f in chunk])
         probabilities = signature(**{IMAGE_INPUT: batch})["probabilities"].numpy()
         for path, row in zip(chunk, probabilities):
@@ -57,5 +61,5 @@ def print_predictions(base_path: Path, images: Path, version: int | None, k: int
     files = image_files(images, limit)
     print(f"model {version_dir} (version {version_dir.name})")
     for path, ranked in top_k(version_dir, files, k):
-        shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked)
+        shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or "unreadable, skipped"
         print(f"{path.relative_to(images) if images.is_dir() else path.name}: {shown}")

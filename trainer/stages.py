@@ -49,7 +49,8 @@ def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
     with strategy.scope():
         classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
     started = time.perf_counter()
-    history = classifier.model.fit(train, validation_data=val, epochs=epochs, verbose=verbose)
+    history = classifier.model.fit(train, validation_data=val, epochs=epochs, shuffle=False,
+                                   verbose=verbose)  # the dataset shuffles itself
     return _finish(history, started, train_images)
 
 
@@ -95,5 +96,5 @@ def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
                                          restore_best_weights=True)
     started = time.perf_counter()
     history = classifier.model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
-                                   verbose=verbose)
+                                   shuffle=False, verbose=verbose)
     return _finish(history, started, train_images)

@@ -29,6 +29,8 @@ from trainer.stages import StageRun, cached_feature_extraction, feature_extracti
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = ".checkpoints"
+_NOT_STAGE1 = {"resume", "pushgateway", "verbose", "ft_epochs", "ft_learning_rate", "unfreeze_top",
+               "patience", "devices"}
 
 
 @dataclass
@@ -100,9 +102,9 @@ def load_splits(config: TrainConfig) -> Splits:
 
 
 def _run_key(config: TrainConfig, fingerprint: str) -> str:
-    """Identifies "the same run" for --resume: same arguments and same data."""
-    relevant = {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in ("resume", "pushgateway", "verbose")}
+    """Identifies "the same run" for --resume: same data and the same stage-1 arguments (stage 2
+    and reporting options may change between the interrupted run and its resumption)."""
+    relevant = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_STAGE1}
     return hashlib.sha256(json.dumps([relevant, fingerprint], sort_keys=True).encode()).hexdigest()[:16]
 
 

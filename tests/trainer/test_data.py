@@ -1,0 +1,69 @@
+"""Folder discovery, validation of broken files, the stratified split, and one-line CLI errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.trainer.conftest import make_dataset, tinted_image
+from trainer.data import discover, stratified_split, validate
+from trainer.errors import TrainerError
+
+
+def test_discovery_finds_classes_and_all_four_formats(tiny_data):
+    folder = discover(tiny_data)
+    assert folder.class_names == ["blue", "green", "red"]
+    suffixes = {p.suffix for paths in folder.files.values() for p in paths}
+    assert suffixes == {".jpg", ".png", ".gif", ".bmp"}
+
+
+def test_corrupt_files_are_skipped_and_counted(tiny_data):
+    folder = validate(discover(tiny_data))
+    assert sorted(p.rsplit("/", 1)[1] for p in folder.skipped) == ["garbage.png", "truncated.jpg"]
+    assert len(folder.files["red"]) == 12 and len(folder.files["green"]) == 12
+
+
+def test_split_is_stratified_disjoint_and_deterministic(tiny_data):
+    folder = validate(discover(tiny_data))
+    train, val, test = stratified_split(folder, seed=7, val_fraction=0.25, test_fraction=0.25)
+    assert len(set(train.paths) | set(val.paths) | set(test.paths)) == 36
+    for split in (val, test):
+        assert sorted(split.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    again = stratified_split(folder, seed=7, val_fraction=0.25, test_fraction=0.25)
+    other = stratified_split(folder, seed=8, val_fraction=0.25, test_fraction=0.25)
+    assert again[2].paths == test.paths
+    assert other[2].paths != test.paths
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", "data folder not found"),
+    ("one-class", "need at least 2 class folders"),
+    ("empty-class", "has no images"),
+    ("all-corrupt", "has no readable images"),
+])
+def test_bad_layouts_stop_with_one_line_error(tmp_path, layout, message):
+    root = tmp_path / "data"
+    if layout != "missing":
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "x.png").write_bytes(tinted_image(1, 0))
+    if layout == "empty-class":
+        (root / "b").mkdir()
+    if layout == "all-corrupt":
+        (root / "b").mkdir()
+        (root / "b" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(TrainerError, match=message):
+        validate(discover(root))
+
+
+def test_cli_error_is_one_line_exit_2_without_traceback(tmp_path):
+    make_dataset(tmp_path / "data", per_class=3, corrupt=False)
+    (tmp_path / "data" / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "trainer", "train", "--data", str(tmp_path / "data"),
+                           "--model-name", "m", "--model-base-path", str(tmp_path / "models")],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: class folder {tmp_path / 'data' / 'empty'} "
+                                                "has no images (.jpg .png .gif .bmp)"]
+    assert not (tmp_path / "models").exists()
