@@ -73,6 +73,7 @@ class ServerOptions:
     grpc_port: int = 8500
     poll_interval: float = 2.0
     max_request_bytes: int = 10 * 1024 * 1024
+    grpc_max_message_bytes: int = 0        # 0: same as max_request_bytes
     max_image_pixels: int = 25_000_000
     threads: int = 32
     graceful_timeout: float = 20.0
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, default=8500, help="0 disables gRPC")
     p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between base-path scans")
     p.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--grpc-max-message-bytes", type=int, default=0,
+                   help="largest gRPC request message (RESOURCE_EXHAUSTED above); 0: --max-request-bytes")
     p.add_argument("--max-image-pixels", type=int, default=25_000_000,
                    help="width*height above which an image is refused (decompression bombs)")
     p.add_argument("--threads", type=int, default=32, help="gunicorn gthread threads (concurrent requests)")
@@ -243,6 +246,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     return ServerOptions(
         models=models, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
         poll_interval=args.poll_interval, max_request_bytes=args.max_request_bytes,
+        grpc_max_message_bytes=args.grpc_max_message_bytes,
         max_image_pixels=args.max_image_pixels, threads=args.threads,
         graceful_timeout=args.graceful_timeout, load_retry_interval=args.load_retry_interval,
         max_load_retries=args.max_load_retries, prediction_store_size=args.prediction_store_size,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*transfer_serving/v1/image_classifier.proto\x12\x13transfer_serving.v1\"\x81\x01\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\r\n\x05image\x18\x04 \x01(\x0c\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x10\n\x0eversion_choice\"*\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x7f\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rprediction_id\x18\x03 \x01(\t\x12\x34\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x1f.transfer_serving.v1.Prediction\"\x87\x01\n\x14\x43lassifyBatchRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\x0e\n\x06images\x18\x04 \x03(\x0c\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x10\n\x0eversion_choice\"b\n\x13ImageClassification\x12\x15\n\rprediction_id\x18\x01 \x01(\t\x12\x34\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.transfer_serving.v1.Prediction\"r\n\x15\x43lassifyBatchResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x39\n\x07results\x18\x03 \x03(\x0b\x32(.transfer_serving.v1.ImageClassification\"K\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rprediction_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\x82\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rprediction_id\x18\x03 \x01(\t\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0f\n\x07\x63orrect\x18\x06 \x01(\x08\x32\xab\x02\n\x0fImageClassifier\x12W\n\x08\x43lassify\x12$.transfer_serving.v1.ClassifyRequest\x1a%.transfer_serving.v1.ClassifyResponse\x12\x66\n\rClassifyBatch\x12).transfer_serving.v1.ClassifyBatchRequest\x1a*.transfer_serving.v1.ClassifyBatchResponse\x12W\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12$.transfer_serving.v1.FeedbackRequest\x1a%.transfer_serving.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*transfer_serving/v1/image_classifier.proto\x12\x13transfer_serving.v1\"\x81\x01\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\r\n\x05image\x18\x04 \x01(\x0c\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x10\n\x0eversion_choice\"*\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x7f\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rprediction_id\x18\x03 \x01(\t\x12\x34\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x1f.transfer_serving.v1.Prediction\"\x87\x01\n\x14\x43lassifyBatchRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\x0e\n\x06images\x18\x04 \x03(\x0c\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x10\n\x0eversion_choice\"q\n\x13ImageClassification\x12\x15\n\rprediction_id\x18\x01 \x01(\t\x12\x34\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.transfer_serving.v1.Prediction\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"r\n\x15\x43lassifyBatchResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x39\n\x07results\x18\x03 \x03(\x0b\x32(.transfer_serving.v1.ImageClassification\"K\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rprediction_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\x82\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rprediction_id\x18\x03 \x01(\t\x12\x17\n\x0fpredicted_label\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0f\n\x07\x63orrect\x18\x06 \x01(\x08\x32\xab\x02\n\x0fImageClassifier\x12W\n\x08\x43lassify\x12$.transfer_serving.v1.ClassifyRequest\x1a%.transfer_serving.v1.ClassifyResponse\x12\x66\n\rClassifyBatch\x12).transfer_serving.v1.ClassifyBatchRequest\x1a*.transfer_serving.v1.ClassifyBatchResponse\x12W\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12$.transfer_serving.v1.FeedbackRequest\x1a%.transfer_serving.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,13 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYBATCHREQUEST']._serialized_start=373
   _globals['_CLASSIFYBATCHREQUEST']._serialized_end=508
   _globals['_IMAGECLASSIFICATION']._serialized_start=510
-  _globals['_IMAGECLASSIFICATION']._serialized_end=608
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=610
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=724
-  _globals['_FEEDBACKREQUEST']._serialized_start=726
-  _globals['_FEEDBACKREQUEST']._serialized_end=801
-  _globals['_FEEDBACKRESPONSE']._serialized_start=804
-  _globals['_FEEDBACKRESPONSE']._serialized_end=934
-  _globals['_IMAGECLASSIFIER']._serialized_start=937
-  _globals['_IMAGECLASSIFIER']._serialized_end=1236
+  _globals['_IMAGECLASSIFICATION']._serialized_end=623
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=625
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=739
+  _globals['_FEEDBACKREQUEST']._serialized_start=741
+  _globals['_FEEDBACKREQUEST']._serialized_end=816
+  _globals['_FEEDBACKRESPONSE']._serialized_start=819
+  _globals['_FEEDBACKRESPONSE']._serialized_end=949
+  _globals['_IMAGECLASSIFIER']._serialized_start=952
+  _globals['_IMAGECLASSIFIER']._serialized_end=1251
 # @@protoc_insertion_point(module_scope)

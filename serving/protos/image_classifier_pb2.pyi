@@ -55,12 +55,14 @@ class ClassifyBatchRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., version_label: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class ImageClassification(_message.Message):
-    __slots__ = ("prediction_id", "predictions")
+    __slots__ = ("prediction_id", "predictions", "error")
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, prediction_id: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    error: str
+    def __init__(self, prediction_id: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ClassifyBatchResponse(_message.Message):
     __slots__ = ("model", "version", "results")

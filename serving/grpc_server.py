@@ -1,0 +1,119 @@
+"""The gRPC server of the serving process: TF Serving's services, ours, health and reflection.
+
+Runs inside the gunicorn worker beside the REST app and shares its ServingCore, so both protocols
+use one copy of each model, one batcher and one set of metrics. serving/server.py calls
+`start_grpc_server(core, options)` at worker start and `.stop(grace)` on SIGTERM.
+
+Health (grpc.health.v1.Health) answers for service "" (the whole server: every model has an
+available version), for each served model's name, and for each service's full name; all are
+NOT_SERVING until ready and again from the moment shutdown begins, so Kubernetes gRPC probes
+and load balancers see what /readyz says. Reflection lets grpcurl-style tools list and call the
+services without .proto files.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from serving.core import ServingCore
+from serving.grpc_image import ImageClassifier
+from serving.grpc_tfs import ModelService, PredictionService
+from serving.protos import image_classifier_pb2, image_classifier_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+HEALTH_REFRESH_SECONDS = 0.5
+SERVICE_NAMES = (
+    "tensorflow.serving.PredictionService",
+    "tensorflow.serving.ModelService",
+    image_classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
+)
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def max_message_bytes(options: Any) -> int:
+    """--grpc-max-message-bytes, or the REST body limit (--max-request-bytes) when not given."""
+    return getattr(options, "grpc_max_message_bytes", 0) or options.max_request_bytes
+
+
+class _HealthReporter:
+    """Keeps the health servicer in step with the core (polled: readiness has no event to hook)."""
+
+    def __init__(self, core: ServingCore, servicer: health.HealthServicer) -> None:
+        self._core, self._servicer = core, servicer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="grpc-health", daemon=True)
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread.start()
+
+    def refresh(self) -> None:
+        draining = self._core.draining
+        for model in self._core.model_names():
+            available = not draining and bool(self._core.manager.available_versions(model))
+            self._servicer.set(model, _SERVING if available else _NOT_SERVING)
+        overall = _SERVING if self._core.ready() else _NOT_SERVING
+        for service in ("", *SERVICE_NAMES):
+            self._servicer.set(service, overall)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEALTH_REFRESH_SECONDS):
+            try:
+                self.refresh()
+            except Exception:   # never let a status glitch kill the reporter
+                log.exception("gRPC health refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class GrpcServer:
+    """A started grpc.Server with its health reporter; `stop(grace)` is the graceful shutdown."""
+
+    def __init__(self, server: grpc.Server, port: int, reporter: _HealthReporter,
+                 servicer: health.HealthServicer) -> None:
+        self.server, self.port = server, port
+        self._reporter, self._health = reporter, servicer
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Report NOT_SERVING, refuse new calls at once, give in-flight calls `grace` seconds.
+
+        Returns an event that is set when the server has stopped (grpc.Server.stop semantics).
+        """
+        self._reporter.stop()
+        self._health.enter_graceful_shutdown()
+        return self.server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)
+
+
+def start_grpc_server(core: ServingCore, options: Any) -> GrpcServer:
+    """Build, bind (options.host:options.grpc_port) and start the gRPC server."""
+    limit = max_message_bytes(options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", limit),
+                 ("grpc.so_reuseport", 0)])   # a taken port must fail, not be silently shared
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, limit), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifier(core), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    port = server.add_insecure_port(f"{host}:{options.grpc_port}")
+    reporter = _HealthReporter(core, health_servicer)
+    reporter.start()
+    server.start()
+    log.info("gRPC on %s:%d (max message %d bytes): %s", host, port, limit, ", ".join(SERVICE_NAMES))
+    return GrpcServer(server, port, reporter, health_servicer)

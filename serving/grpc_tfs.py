@@ -1,0 +1,159 @@
+"""TensorFlow Serving's gRPC API over the serving core: PredictionService and ModelService.
+
+Clients built on the `tensorflow-serving-api` stubs work unchanged against this server. Each
+method only translates protos to core calls and back (no model logic here); errors and metrics
+go through serving.grpc_calls. Regress and MultiInference are not offered (the model contract has
+no regression or multi-head signatures) and answer UNIMPLEMENTED, as the generated base class does;
+so does ModelService.HandleReloadConfigRequest (models come from the base path and config file).
+"""
+from __future__ import annotations
+
+import sys
+
+import grpc
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     input_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, status_pb2)
+
+from serving.core import ServingCore
+from serving.errors import invalid
+from serving.grpc_calls import rpc
+from serving.grpc_tensors import to_ndarrays, to_tensor_proto
+from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT
+
+SIGNATURE_DEF_FIELD = "signature_def"
+_ALL_CLASSES = sys.maxsize   # top_k that keeps every class (Classify answers all, best first)
+_ERROR_UNKNOWN = 2           # tensorflow.error.Code.UNKNOWN, for a version whose load failed
+
+
+def version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+    """(version, label) from ModelSpec's oneof; neither set means the latest available version."""
+    if not spec.name:
+        raise invalid("model_spec.name is required")
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return spec.version.value, None
+    if choice == "version_label":
+        return None, spec.version_label
+    return None, None
+
+
+def _answered_spec(name: str, version: int, signature: str = "") -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=name, signature_name=signature)
+    spec.version.value = version
+    return spec
+
+
+def example_images(request_input: input_pb2.Input) -> list[bytes]:
+    """The encoded image of each tf.Example, from its `image_bytes` bytes feature.
+
+    TF Serving feeds Classify's Examples to a signature that parses them; the image signature takes
+    the encoded image itself, so the feature named after its input is read here. With
+    ExampleListWithContext a feature missing from an example is taken from the context, as TF
+    Serving merges the context into every example.
+    """
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples, context = request_input.example_list.examples, None
+    elif kind == "example_list_with_context":
+        examples = request_input.example_list_with_context.examples
+        context = request_input.example_list_with_context.context
+    else:
+        raise invalid("Classify input is empty: send tf.Examples in input.example_list")
+    if not examples:
+        raise invalid("Classify input holds no examples")
+    images = []
+    for index, example in enumerate(examples):
+        features = example.features.feature
+        if IMAGE_INPUT not in features and context is not None:
+            features = context.features.feature
+        values = features[IMAGE_INPUT].bytes_list.value if IMAGE_INPUT in features else []
+        if len(values) != 1:
+            raise invalid(f"example {index} needs exactly one encoded image in the bytes feature "
+                          f"{IMAGE_INPUT!r}, found {len(values)}")
+        images.append(values[0])
+    return images
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService: Predict, Classify, GetModelMetadata."""
+
+    def __init__(self, core: ServingCore, max_message_bytes: int) -> None:
+        self._core = core
+        self._max_bytes = max_message_bytes
+
+    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        spec = request.model_spec
+        with rpc(context, spec.name, "predict") as track:
+            version, label = version_choice(spec)
+            signature = spec.signature_name or DEFAULT_SIGNATURE
+            inputs = to_ndarrays(request.inputs, self._max_bytes)
+            track.version, outputs = self._core.predict(spec.name, version, label, signature, inputs,
+                                                        output_filter=list(request.output_filter) or None)
+            response = predict_pb2.PredictResponse(model_spec=_answered_spec(spec.name, track.version, signature))
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(to_tensor_proto(value))
+            return response
+
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        spec = request.model_spec
+        with rpc(context, spec.name, "classify") as track:
+            version, label = version_choice(spec)
+            signature = spec.signature_name or DEFAULT_SIGNATURE
+            if signature != DEFAULT_SIGNATURE:
+                raise invalid(f"Classify works on the image signature {DEFAULT_SIGNATURE!r} "
+                              f"(tf.Examples with an {IMAGE_INPUT!r} bytes feature), not {signature!r}; "
+                              f"use Predict for other signatures")
+            result = self._core.classify_images(spec.name, version, label, example_images(request.input),
+                                                top_k=_ALL_CLASSES)
+            track.version = result.version
+            response = classification_pb2.ClassificationResponse(
+                model_spec=_answered_spec(spec.name, result.version, signature))
+            for item in result.items:
+                if item.error is not None:
+                    raise item.error   # TF Serving answers a request as a whole
+                classes = response.result.classifications.add().classes
+                classes.extend(classification_pb2.Class(label=name, score=score) for name, score in item.predictions)
+            return response
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        spec = request.model_spec
+        with rpc(context, spec.name, "metadata") as track:
+            version, label = version_choice(spec)
+            if not request.metadata_field:
+                raise invalid(f"GetModelMetadataRequest must name at least one metadata_field "
+                              f"({SIGNATURE_DEF_FIELD!r})")
+            unsupported = sorted(set(request.metadata_field) - {SIGNATURE_DEF_FIELD})
+            if unsupported:
+                raise invalid(f"metadata_field {unsupported} is not supported (only {SIGNATURE_DEF_FIELD!r})")
+            track.version, defs = self._core.signature_defs(spec.name, version, label)
+            response = get_model_metadata_pb2.GetModelMetadataResponse(
+                model_spec=_answered_spec(spec.name, track.version))
+            response.metadata[SIGNATURE_DEF_FIELD].Pack(defs)
+            return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: GetModelStatus with TF Serving's version states."""
+
+    def __init__(self, core: ServingCore) -> None:
+        self._core = core
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                       context: grpc.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        with rpc(context, spec.name, "status") as track:
+            version, label = version_choice(spec)
+            if label is not None:
+                version = self._core.resolve_label(spec.name, label)
+            track.version = version or ""
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for status in self._core.model_status(spec.name, version):
+                response.model_version_status.add(
+                    version=status.version,
+                    state=get_model_status_pb2.ModelVersionStatus.State.Value(status.state),
+                    status=status_pb2.StatusProto(error_code=_ERROR_UNKNOWN if status.error else 0,
+                                                  error_message=status.error))
+            return response
