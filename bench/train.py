@@ -56,7 +56,8 @@ def _run(name: str, folders: dict[str, Path], **overrides) -> dict:
         "wall_seconds": round(time.perf_counter() - started, 1),
         "config": {k: getattr(config, k) for k in ("weights", "image_size", "epochs", "ft_epochs",
                                                      "unfreeze_top", "learning_rate", "ft_learning_rate",
-                                                     "cache_features", "from_scratch", "bn_momentum")},
+                                                     "patience", "cache_features", "from_scratch",
+                                                     "bn_momentum")},
         "stages": {s: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.as_dict().items()}
                    for s, r in result.stages.items()},
         "test_accuracy": {s: round(e["accuracy"], 4) for s, e in result.evaluation.items()},
@@ -69,7 +70,8 @@ def measure(args: argparse.Namespace) -> dict:
     folders = make_data(WORK / "data", args.train_per_class, args.val_per_class, args.test_per_class)
     shutil.rmtree(WORK / "models", ignore_errors=True)
     common = {"image_size": args.image_size, "epochs": args.epochs, "ft_epochs": args.ft_epochs,
-              "unfreeze_top": args.unfreeze_top, "ft_learning_rate": args.ft_lr}
+              "unfreeze_top": args.unfreeze_top, "ft_learning_rate": args.ft_lr,
+              "patience": args.patience}
     runs = {"transfer": _run("transfer", folders, weights=str(WEIGHTS), **common)}
     runs["cached"] = _run("cached", folders, weights=str(WEIGHTS), cache_features=True,
                           **{**common, "ft_epochs": 0})
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-epochs", type=int, default=None)
     parser.add_argument("--unfreeze-top", type=int, default=None)
     parser.add_argument("--ft-lr", type=float, default=None)
+    parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--skip-scratch", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only (for tuning)")
     args = parser.parse_args(argv)
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = TrainConfig(data="", model_name="", model_base_path="")
     for flag, field in (("epochs", "epochs"), ("ft_epochs", "ft_epochs"),
-                        ("unfreeze_top", "unfreeze_top"), ("ft_lr", "ft_learning_rate")):
+                        ("unfreeze_top", "unfreeze_top"), ("ft_lr", "ft_learning_rate"),
+                        ("patience", "patience")):
         if getattr(args, flag) is None:
             setattr(args, flag, getattr(defaults, field))
     results = measure(args)

@@ -41,9 +41,9 @@ def report(true: Sequence[int], predicted: Sequence[int], class_names: Sequence[
 
 def evaluate(model, dataset, class_names: Sequence[str]) -> dict[str, Any]:
     """Run `model` over a (pixels, label) dataset and report on its top-1 predictions."""
-    import tensorflow as tf
+    from trainer.model import inference_function
 
-    forward = tf.function(lambda pixels: model(pixels, training=False))  # eager calls are 5-8x slower
+    forward = inference_function(model)
     true, predicted = [], []
     for pixels, labels in dataset:
         probabilities = forward(pixels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 
 from trainer.backbones import Backbone
 
@@ -65,3 +66,12 @@ def unfreeze_top(base: keras.Model, count: int) -> int:
     for index, layer in enumerate(base.layers):
         layer.trainable = index >= cut and not isinstance(layer, keras.layers.BatchNormalization)
     return sum(1 for layer in base.layers if layer.trainable and layer.weights)
+
+
+def inference_function(model: keras.Model):
+    """model(x, training=False) as a tf.function: eager calls are 5-8x slower on this CPU."""
+    @tf.autograph.experimental.do_not_convert
+    def forward(pixels: tf.Tensor) -> tf.Tensor:
+        return model(pixels, training=False)
+
+    return tf.function(forward)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.model import Classifier, unfreeze_top
+from trainer.model import Classifier, inference_function, unfreeze_top
 
 log = logging.getLogger(__name__)
 LOSS = "sparse_categorical_crossentropy"
@@ -56,7 +56,7 @@ def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
 
 def pooled_features(classifier: Classifier, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Run the frozen base once over a dataset: (features [N, D], labels [N])."""
-    forward = tf.function(lambda pixels: classifier.features(pixels, training=False))
+    forward = inference_function(classifier.features)
     features, labels = [], []
     for pixels, batch_labels in dataset:
         features.append(np.asarray(forward(pixels), dtype=np.float32))
