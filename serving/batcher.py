@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,14 +50,21 @@ def _batch_size(inputs: Arrays) -> int:
     return sizes.pop()
 
 
+def _reason(error: Exception) -> str:
+    """The line of a (TensorFlow) error that says what went wrong, without graph noise."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "{{")
+    useful = [re.sub(r"\s*\[\[.*|\s*\[Op:.*", "", line) for line in lines
+              if line and not line.startswith(noise)]
+    return "; ".join(item for item in useful if item) or type(error).__name__
+
+
 def _as_serving_error(error: Exception) -> ServingError:
     if isinstance(error, ServingError):
         return error
-    message = str(getattr(error, "message", error)).strip().splitlines()
-    text = message[0] if message else type(error).__name__
     if isinstance(error, (tf.errors.InvalidArgumentError, ValueError, TypeError)):
-        return invalid(f"the model rejected the input: {text}")
-    return ServingError("INTERNAL", f"model call failed: {text}")
+        return invalid(f"the model rejected the input: {_reason(error)}")
+    return ServingError("INTERNAL", f"model call failed: {_reason(error)}")
 
 
 class BatchQueue:

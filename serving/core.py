@@ -19,8 +19,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -53,6 +54,16 @@ class ClassifyResult:
     model: str
     version: int
     items: list[ImageResult]
+
+
+@contextmanager
+def _about(servable: Servable) -> Iterator[None]:
+    """Tag errors raised while a version was in use with that version (for metric labels)."""
+    try:
+        yield
+    except ServingError as error:
+        error.version = servable.version
+        raise
 
 
 class ServingCore:
@@ -170,7 +181,7 @@ class ServingCore:
         named outputs (INVALID_ARGUMENT for names the signature does not have).
         """
         self._admit()
-        with self.manager.acquire(model, version, label) as servable:
+        with self.manager.acquire(model, version, label) as servable, _about(servable):
             chosen = _signature(servable, signature)
             arrays = self._coerce(chosen, {} if inputs is None else inputs)
             if output_filter:
@@ -204,14 +215,37 @@ class ServingCore:
                 errors[index] = error
         if len(errors) == len(images):
             raise errors[0]
-        good = [data for index, data in enumerate(images) if index not in errors]
-        with self.manager.acquire(model, version, label) as servable:
-            outputs = servable.queues[DEFAULT_SIGNATURE].submit({IMAGE_INPUT: np.array(good, dtype=object)})
+        with self.manager.acquire(model, version, label) as servable, _about(servable):
+            queue = servable.queues[DEFAULT_SIGNATURE]
+            good = [i for i in range(len(images)) if i not in errors]
+            try:
+                outputs = queue.submit({IMAGE_INPUT: np.array([images[i] for i in good], dtype=object)})
+            except ServingError as error:
+                if len(good) == 1 or error.code != "INVALID_ARGUMENT":
+                    raise
+                return self._classify_one_by_one(servable, images, errors, top_k)
             self._observe(servable, outputs)
             answers = iter(self._top_k(servable, outputs["probabilities"], top_k))
             items = [ImageResult(None, error=errors[i]) if i in errors else next(answers)
                      for i in range(len(images))]
             return ClassifyResult(servable.model, servable.version, items)
+
+    def _classify_one_by_one(self, servable: Servable, images: Sequence[bytes],
+                             errors: dict[int, ServingError], top_k: int) -> ClassifyResult:
+        """A multi-image request the model refused as a whole: find the culprit(s) image by image."""
+        items: list[ImageResult] = []
+        for index, data in enumerate(images):
+            if index in errors:
+                items.append(ImageResult(None, error=errors[index]))
+                continue
+            try:
+                outputs = servable.queues[DEFAULT_SIGNATURE].submit({IMAGE_INPUT: np.array([data], dtype=object)})
+            except ServingError as error:
+                items.append(ImageResult(None, error=invalid(f"image {index}: {error.message}")))
+                continue
+            self._observe(servable, outputs)
+            items.extend(self._top_k(servable, outputs["probabilities"], top_k))
+        return ClassifyResult(servable.model, servable.version, items)
 
     def _top_k(self, servable: Servable, probabilities: np.ndarray, top_k: int) -> Iterable[ImageResult]:
         names = tuple(servable.class_names)

@@ -40,6 +40,7 @@ class ServingError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.version: int | str = ""     # the model version involved, when one was resolved
 
     @property
     def http_status(self) -> int:

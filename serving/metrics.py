@@ -95,6 +95,7 @@ def track_request(model: str, api: str, protocol: str) -> Iterator[RequestTrack]
         yield track
     except ServingError as error:
         track.outcome = error.outcome
+        track.version = track.version or error.version
         raise
     except BaseException:
         track.outcome = "internal"

@@ -62,13 +62,11 @@ def decode_b64(value: Any) -> Any:
         if set(value) == {"b64"}:
             if not isinstance(value["b64"], str):
                 raise invalid('a "b64" value must be a string')
+            text = value["b64"].strip().replace("-", "+").replace("_", "/")   # standard or web-safe
             try:
-                return base64.b64decode(value["b64"], validate=True)
+                return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
             except (binascii.Error, ValueError):
-                try:
-                    return base64.urlsafe_b64decode(value["b64"])
-                except (binascii.Error, ValueError):
-                    raise invalid('a "b64" value is not valid base64') from None
+                raise invalid('a "b64" value is not valid base64') from None
         return {key: decode_b64(item) for key, item in value.items()}
     if isinstance(value, list):
         return [decode_b64(item) for item in value]
