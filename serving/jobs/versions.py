@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.export import existing_versions
+
+def existing_versions(base_path: Path) -> list[int]:
+    """trainer.export's rule, imported on use: that module imports TensorFlow, which must not be
+    loaded into the gunicorn master (it would cost the master ~600 MB and run before the fork)."""
+    from trainer.export import existing_versions as versions_on_disk
+
+    return versions_on_disk(base_path)
 
 
 def highest_version(base_path: Path) -> int:
