@@ -45,7 +45,8 @@ def targets(results: dict) -> list[dict[str, Any]]:
     out.append(_target("REST p50 at c1 minus limit batch-1 p50", gap, 3.0, gap is not None and gap <= 3.0, "ms"))
     tail = c16["p99_ms"] / c16["p50_ms"] if c16 else None
     out.append(_target("REST p99 / p50 at c16", tail, 3.0, tail is not None and tail < 3.0, "ratio"))
-    growth = memory.get("rss_after_swaps_bytes", 0) - memory.get("rss_first_load_bytes", 0) if memory else None
+    after = memory.get("rss_after_swaps")
+    growth = after["tree"] - memory["rss_first_load"]["tree"] if after else None
     model = results["limit"].get("model_rss_bytes")
     out.append(_target("RSS growth after swaps (MB) vs one model's in-memory size", growth and growth / MB,
                        (model or 0) / MB, growth is not None and model is not None and growth <= model, "MB"))
@@ -90,14 +91,22 @@ def memory_text(results: dict) -> str:
     memory = results.get("memory")
     if not memory:
         return "Memory was not measured in this run."
-    series = ", ".join(f"{b / MB:.0f}" for b in memory["rss_series_bytes"])
-    return (f"Our server's process tree: {memory['rss_first_load_bytes'] / MB:.0f} MB after the first load "
-            f"(and a short burst of traffic), peak {memory['peak_rss_bytes'] / MB:.0f} MB (VmHWM), "
-            f"{memory['rss_after_swaps_bytes'] / MB:.0f} MB after {memory['swaps']} hot swaps to new versions "
-            f"(RSS after each swap, MB: {series}). One loaded version of this model takes "
-            f"{results['limit']['model_rss_bytes'] / MB:.0f} MB in memory (RSS growth of a bare process "
-            f"loading it) and {results['workload']['model_bytes'] / MB:.0f} MB on disk. Peak RSS of the "
-            f"throughput server after all its load: {results.get('ours_peak_rss_bytes', 0) / MB:.0f} MB.")
+    first, traffic = memory["rss_first_load"], memory["rss_after_traffic"]
+    text = (f"Memory (RSS of our server's process tree; in brackets the worker that holds the model): "
+            f"{first['tree'] / MB:.0f} MB [{first['worker'] / MB:.0f}] after the first load, "
+            f"{traffic['tree'] / MB:.0f} MB [{traffic['worker'] / MB:.0f}] after all the rows above, "
+            f"peak {memory['peak_rss_after_traffic'] / MB:.0f} MB (sum of VmHWM).")
+    if memory.get("rss_after_swaps"):
+        after = memory["rss_after_swaps"]
+        series = ", ".join(f"{b / MB:.0f}" for b in memory["rss_series"])
+        text += (f" Then {memory['swaps']} hot swaps to new versions ({memory['swap_seconds']:.0f} s, each "
+                 f"version answering a request before the next is published): {after['tree'] / MB:.0f} MB "
+                 f"[{after['worker'] / MB:.0f}] after them (after each swap, MB: {series}); peak "
+                 f"{memory['peak_rss'] / MB:.0f} MB.")
+    text += (f" One loaded version of this model takes {results['limit']['model_rss_bytes'] / MB:.0f} MB in "
+             f"memory (RSS growth of a bare process loading it and running a few images) and "
+             f"{results['workload']['model_bytes'] / MB:.0f} MB on disk.")
+    return text
 
 
 def plot(results: dict, path: Path) -> None:

@@ -3,7 +3,7 @@
 One run, one machine, one workload (bench/workload.py), one load generator (bench/loadgen.py):
 1. the limit: the SavedModel signature in-process at batch 1 and at its best batch (bench/limit.py);
 2. ours: REST `:predict` b64, REST `:classify_image` raw, gRPC `Predict`, each at every concurrency;
-3. memory: a fresh server's RSS after its first load, then after N hot swaps to new versions;
+3. memory: that server's RSS after its first load, after the traffic, then after N hot swaps;
 4. naive: Flask on one gunicorn sync worker; 5. kserve: KServe's Python server (own venv).
 Results go to a JSON file; the full run also draws the plot and rewrites the generated block of
 `## Serving` in docs/benchmarks.md.
@@ -34,9 +34,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench {argv[0]}", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=WORK / "smoke" / "serve.json" if smoke else REPO / "bench/results/serve.json")
-    parser.add_argument("--concurrency", default="1,4" if smoke else "1,4,16,64")
-    parser.add_argument("--seconds", type=float, default=0.6 if smoke else 8.0, help="measured window per row")
-    parser.add_argument("--warmup", type=float, default=0.3 if smoke else 2.0, help="unmeasured lead-in per row")
+    parser.add_argument("--concurrency", default="1,16" if smoke else "1,4,16,64")
+    parser.add_argument("--seconds", type=float, default=0.5 if smoke else 8.0, help="measured window per row")
+    parser.add_argument("--warmup", type=float, default=0.2 if smoke else 2.0, help="unmeasured lead-in per row")
     parser.add_argument("--swaps", type=int, default=3 if smoke else 20)
     parser.add_argument("--systems", default="ours,memory,naive,kserve")
     parser.add_argument("--kserve", choices=["install", "existing", "skip"], default="existing" if smoke else "install",
@@ -81,38 +81,40 @@ def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dic
 
 
 def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    """Every API of ours at every concurrency, then (if asked) the memory phase on the same server."""
     server, url, target = systems.start_ours(workload, logs, "throughput", args.server_arg)
     with server:
-        results["ours_first_load_rss_bytes"] = server.rss_bytes()
-        measure_rows(systems.our_rows(url, target, workload, classes), args, results)
-        results["ours_peak_rss_bytes"] = server.peak_rss_bytes()
-
-
-def run_memory(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
-    """RSS after the first load (plus a short burst of traffic), then after each hot swap."""
-    server, url, _target = systems.start_ours(workload, logs, "memory", args.server_arg)
-    with server:
-        warm = systems.predict_row("ours", "REST :predict b64", url, workload, classes)
-        warm.run(4, 1.0 if not args.smoke else 0.3, 0.0)
         time.sleep(1.0)
-        first = server.rss_bytes()
-        series, started = [], time.monotonic()
-        for version in range(2, args.swaps + 2):
-            publish_copy(workload, version)
-            server.wait_ready(lambda: systems.version_states(url, workload.name).get(version) == "AVAILABLE", 120)
-            warm.probe()
-            series.append(server.rss_bytes())
-        newest = args.swaps + 1
-        server.wait_ready(lambda: [v for v, s in systems.version_states(url, workload.name).items()
-                                   if s == "AVAILABLE"] == [newest], 60)
-        time.sleep(2.0)
-        results["memory"] = {"swaps": args.swaps, "rss_first_load_bytes": first,
-                             "rss_after_swaps_bytes": server.rss_bytes(), "peak_rss_bytes": server.peak_rss_bytes(),
-                             "rss_series_bytes": series, "swap_seconds": time.monotonic() - started,
-                             "final_states": {str(v): s for v, s in systems.version_states(url, workload.name).items()}}
-    print(f"  memory: first load {first / MB:.0f} MB, after {args.swaps} swaps "
-          f"{results['memory']['rss_after_swaps_bytes'] / MB:.0f} MB", flush=True)
+        first_load = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
+        measure_rows(systems.our_rows(url, target, workload, classes), args, results)
+        after_traffic = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
+        results["memory"] = {"rss_first_load": first_load, "rss_after_traffic": after_traffic,
+                             "peak_rss_after_traffic": server.peak_rss_bytes(), "swaps": 0}
+        if "memory" in args.systems:
+            hot_swaps(server, url, workload, classes, args.swaps, results["memory"])
+
+
+def hot_swaps(server, url: str, workload: Workload, classes: int, swaps: int, memory: dict) -> None:
+    """Publish `swaps` new versions one after another, each answering a request before the next."""
+    series, started = [], time.monotonic()
+    probe = systems.predict_row("ours", "REST :predict b64", url, workload, classes).probe
+    for version in range(2, swaps + 2):
+        publish_copy(workload, version)
+        server.wait_ready(lambda: systems.version_states(url, workload.name).get(version) == "AVAILABLE", 120)
+        probe()
+        series.append(server.rss_bytes())
+    newest = swaps + 1
+    server.wait_ready(lambda: [v for v, s in systems.version_states(url, workload.name).items()
+                               if s == "AVAILABLE"] == [newest], 60)
+    time.sleep(2.0)
+    memory.update(swaps=swaps, rss_series=series, swap_seconds=time.monotonic() - started,
+                  rss_after_swaps={"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]},
+                  peak_rss=server.peak_rss_bytes(),
+                  final_states={str(v): s for v, s in systems.version_states(url, workload.name).items()})
     remove_versions_above(workload)
+    print(f"  memory: first load {memory['rss_first_load']['tree'] / MB:.0f} MB, after traffic "
+          f"{memory['rss_after_traffic']['tree'] / MB:.0f} MB, after {swaps} swaps "
+          f"{memory['rss_after_swaps']['tree'] / MB:.0f} MB (process tree)", flush=True)
 
 
 def run_naive(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
@@ -131,7 +133,7 @@ def run_kserve(workload: Workload, classes: int, args: argparse.Namespace, resul
         measure_rows([systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)], args, results)
 
 
-PHASES = (("ours", run_ours), ("memory", run_memory), ("naive", run_naive), ("kserve", run_kserve))
+PHASES = (("ours", run_ours), ("naive", run_naive), ("kserve", run_kserve))
 
 
 def main(argv: list[str]) -> int:
@@ -183,6 +185,7 @@ def write_outputs(results: dict, args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
     if args.docs:
         document = args.docs.read_text() if args.docs.exists() else ""
-        generated = report.generated_section(results, args.plot.relative_to(args.docs.parent) if args.plot else None)
+        plot = Path(os.path.relpath(args.plot, args.docs.parent)) if args.plot else None
+        generated = report.generated_section(results, plot)
         args.docs.write_text(report.update_document(document, "Serving", generated))
         print(f"updated {args.docs}")

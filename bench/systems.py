@@ -102,8 +102,8 @@ def start_ours(workload: Workload, logs: Path, tag: str, extra_args: list[str],
     """Our server on free ports; returns (process, REST base URL, gRPC target) once v1 is AVAILABLE."""
     rest, grpc_port = free_port(), free_port()
     command = [PYTHON, "-m", "serving", "--model-name", workload.name, "--model-base-path", str(workload.base_path),
-               "--rest-port", str(rest), "--grpc-port", str(grpc_port), "--poll-interval", str(poll_interval),
-               *extra_args]
+               "--host", "127.0.0.1", "--rest-port", str(rest), "--grpc-port", str(grpc_port),
+               "--poll-interval", str(poll_interval), *extra_args]
     server = ServerProcess(f"ours ({tag})", command, logs / f"ours-{tag}.log", cwd=REPO)
     url = f"http://127.0.0.1:{rest}"
     server.wait_ready(lambda: version_states(url, workload.name).get(1) == "AVAILABLE", timeout=180)

@@ -1,0 +1,80 @@
+"""`python -m bench smoke` end to end: the serving benchmark's harness, on the tiny model.
+
+It checks that every row, the limit, the memory phase and the verdicts come out with sane fields,
+so the harness cannot rot between full runs. Speed is never asserted: figures are printed by
+`make bench-serve`, not judged in tests.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+OUR_APIS = {"REST :predict b64", "REST :classify_image raw", "gRPC Predict"}
+CONCURRENCY = [1, 16]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "serve.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "smoke", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return json.loads(out.read_text()), done.stdout
+
+
+def _rows(results, system, api):
+    return sorted((r for r in results["rows"] if (r["system"], r["api"]) == (system, api)),
+                  key=lambda r: r["concurrency"])
+
+
+def test_limit_has_batch1_latency_and_best_batch(smoke):
+    limit = smoke[0]["limit"]
+    assert 0 < limit["batch1"]["p50_ms"] <= limit["batch1"]["p99_ms"]
+    assert limit["best"]["images_per_s"] == max(r["images_per_s"] for r in limit["sweep"])
+    assert limit["model_rss_bytes"] > 0
+
+
+@pytest.mark.parametrize("system,api", [("ours", api) for api in sorted(OUR_APIS)] + [("naive", "REST :predict b64")])
+def test_every_row_at_every_concurrency_with_sane_fields(smoke, system, api):
+    rows = _rows(smoke[0], system, api)
+    assert [r["concurrency"] for r in rows] == CONCURRENCY
+    for row in rows:
+        assert row["errors"] == 0, row["first_error"]
+        assert row["requests"] > 0 and row["images_per_s"] > 0
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert 0 <= row["loadgen_cpu_pct"] <= 100 * 4
+        assert row["probe"]
+
+
+def test_kserve_rows_or_an_explicit_skip(smoke):
+    results = smoke[0]
+    rows = _rows(results, "kserve", "REST V1 :predict b64")
+    if rows:
+        assert [r["concurrency"] for r in rows] == CONCURRENCY and all(r["errors"] == 0 for r in rows)
+    else:
+        assert any(s.startswith("kserve") for s in results["skipped"])
+
+
+def test_memory_phase_swapped_every_version(smoke):
+    memory = smoke[0]["memory"]
+    assert memory["swaps"] == 3 and len(memory["rss_series"]) == 3
+    assert memory["final_states"].get("4") == "AVAILABLE"
+    for phase in ("rss_first_load", "rss_after_traffic", "rss_after_swaps"):
+        assert 0 < memory[phase]["worker"] <= memory[phase]["tree"], phase
+    assert memory["peak_rss"] >= memory["rss_first_load"]["tree"]
+
+
+def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
+    results, stdout = smoke
+    assert not results["failures"]
+    assert len(results["targets"]) == 6
+    for target in results["targets"]:
+        assert target["passed"] in (True, False), target
+        assert math.isfinite(target["measured"])
+    assert "| ours | REST :predict b64 | 16 |" in stdout
