@@ -77,6 +77,7 @@ class ServingCore:
             on_available=self._attach, on_unloaded=self._detach)
         self.predictions = PredictionStore(options.prediction_store_size)
         self._draining = threading.Event()
+        self._stopped = threading.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -84,7 +85,9 @@ class ServingCore:
         self.manager.start()
 
     def begin_drain(self) -> None:
-        """Shutdown step 1: report not ready and refuse new requests; in-flight ones finish."""
+        """Shutdown step 1: report not ready, so load balancers stop sending. Requests that
+        already reached the process are still served (the protocol servers stop accepting new
+        connections / calls themselves); only `stop()` makes the core refuse work."""
         self._draining.set()
 
     @property
@@ -94,6 +97,7 @@ class ServingCore:
     def stop(self) -> None:
         """Release every version (after its in-flight requests) and stop the batch threads."""
         self._draining.set()
+        self._stopped.set()
         self.manager.stop()
 
     def ready(self) -> bool:
@@ -122,7 +126,7 @@ class ServingCore:
 
     # ---- checks ----------------------------------------------------------------------------
     def _admit(self) -> None:
-        if self.draining:
+        if self._stopped.is_set():
             raise unavailable("server is shutting down; retry on another replica")
 
     def check_request_size(self, size: int) -> None:

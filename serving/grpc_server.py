@@ -20,7 +20,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+# The *_pb2 service modules are imported for their descriptors: TF Serving's *_pb2_grpc modules
+# import only the request/response messages, and reflection can describe only what is registered.
+from tensorflow_serving.apis import (model_service_pb2, model_service_pb2_grpc, prediction_service_pb2,
+                                     prediction_service_pb2_grpc)
 
 from serving.core import ServingCore
 from serving.grpc_image import ImageClassifier
@@ -31,8 +34,8 @@ log = logging.getLogger(__name__)
 
 HEALTH_REFRESH_SECONDS = 0.5
 SERVICE_NAMES = (
-    "tensorflow.serving.PredictionService",
-    "tensorflow.serving.ModelService",
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     image_classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
 )
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -44,11 +47,16 @@ def max_message_bytes(options: Any) -> int:
     return getattr(options, "grpc_max_message_bytes", 0) or options.max_request_bytes
 
 
-class _HealthReporter:
-    """Keeps the health servicer in step with the core (polled: readiness has no event to hook)."""
+class ModelHealth(health.HealthServicer):
+    """grpc.health.v1.Health following the core's readiness.
 
-    def __init__(self, core: ServingCore, servicer: health.HealthServicer) -> None:
-        self._core, self._servicer = core, servicer
+    Check reads the core at the moment of the call (so it never lags /readyz); Watch streams are
+    fed by a refresh every HEALTH_REFRESH_SECONDS, since readiness has no event to hook.
+    """
+
+    def __init__(self, core: ServingCore) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._core = core
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="grpc-health", daemon=True)
 
@@ -60,37 +68,40 @@ class _HealthReporter:
         draining = self._core.draining
         for model in self._core.model_names():
             available = not draining and bool(self._core.manager.available_versions(model))
-            self._servicer.set(model, _SERVING if available else _NOT_SERVING)
+            self.set(model, _SERVING if available else _NOT_SERVING)
         overall = _SERVING if self._core.ready() else _NOT_SERVING
         for service in ("", *SERVICE_NAMES):
-            self._servicer.set(service, overall)
+            self.set(service, overall)
+
+    def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> Any:
+        self.refresh()
+        return super().Check(request, context)
 
     def _loop(self) -> None:
         while not self._stop.wait(HEALTH_REFRESH_SECONDS):
             try:
                 self.refresh()
-            except Exception:   # never let a status glitch kill the reporter
+            except Exception:   # never let a status glitch kill the refresher
                 log.exception("gRPC health refresh failed")
 
-    def stop(self) -> None:
+    def shut_down(self) -> None:
+        """NOT_SERVING for every service from now on (later refreshes are ignored)."""
         self._stop.set()
+        self.enter_graceful_shutdown()
 
 
 class GrpcServer:
-    """A started grpc.Server with its health reporter; `stop(grace)` is the graceful shutdown."""
+    """A started grpc.Server with its health servicer; `stop(grace)` is the graceful shutdown."""
 
-    def __init__(self, server: grpc.Server, port: int, reporter: _HealthReporter,
-                 servicer: health.HealthServicer) -> None:
-        self.server, self.port = server, port
-        self._reporter, self._health = reporter, servicer
+    def __init__(self, server: grpc.Server, port: int, health_servicer: ModelHealth) -> None:
+        self.server, self.port, self.health = server, port, health_servicer
 
     def stop(self, grace: float | None) -> threading.Event:
         """Report NOT_SERVING, refuse new calls at once, give in-flight calls `grace` seconds.
 
         Returns an event that is set when the server has stopped (grpc.Server.stop semantics).
         """
-        self._reporter.stop()
-        self._health.enter_graceful_shutdown()
+        self.health.shut_down()
         return self.server.stop(grace)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -107,13 +118,12 @@ def start_grpc_server(core: ServingCore, options: Any) -> GrpcServer:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, limit), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
     image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifier(core), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = ModelHealth(core)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     host = f"[{options.host}]" if ":" in options.host else options.host
     port = server.add_insecure_port(f"{host}:{options.grpc_port}")
-    reporter = _HealthReporter(core, health_servicer)
-    reporter.start()
+    health_servicer.start()
     server.start()
     log.info("gRPC on %s:%d (max message %d bytes): %s", host, port, limit, ", ".join(SERVICE_NAMES))
-    return GrpcServer(server, port, reporter, health_servicer)
+    return GrpcServer(server, port, health_servicer)

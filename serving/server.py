@@ -5,9 +5,11 @@ from the batcher, which turns concurrent requests into one model call. The core,
 gRPC server are built inside the worker (after gunicorn forks), never in the arbiter, because
 TensorFlow must not be initialised before a fork.
 
-Shutdown (SIGTERM, e.g. from Kubernetes): the worker first reports not ready and refuses new
-requests with 503 (`core.begin_drain()`), starts the gRPC server's graceful stop, lets in-flight
-REST requests finish (gunicorn's graceful_timeout), then releases the models and exits.
+Shutdown (SIGTERM, e.g. from Kubernetes): the worker first reports not ready (`/readyz` 503,
+gRPC health NOT_SERVING: `core.begin_drain()`), stops accepting new connections (gunicorn) and new
+RPCs (the gRPC server's graceful stop answers UNAVAILABLE), lets in-flight requests finish within
+--graceful-timeout (a request arriving on a kept-alive connection meanwhile is still answered,
+with `Connection: close`), then releases the models and exits.
 
 gRPC hook: if --grpc-port != 0 the worker imports `serving.grpc_server` and calls
 `start_grpc_server(core, options) -> grpc.Server` (bound and started); at exit it calls
@@ -54,7 +56,7 @@ def _build_app(options: ServerOptions) -> Any:
 def _begin_shutdown(options: ServerOptions) -> None:
     """First step on SIGTERM: not ready, refuse new work, start draining gRPC."""
     if _Worker.core is not None and not _Worker.core.draining:
-        log.info("SIGTERM: draining (readiness false, new requests refused, in-flight finish)")
+        log.info("SIGTERM: draining (readiness false, no new connections/RPCs, in-flight requests finish)")
         _Worker.core.begin_drain()
         if _Worker.grpc_server is not None:
             _Worker.grpc_stopped = _Worker.grpc_server.stop(options.graceful_timeout)
