@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tempfile
 from importlib import resources
@@ -30,13 +31,14 @@ def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
 
 
 def _run_protoc(root: Path, out: Path, protos: list[Path]) -> None:
-    from grpc_tools import protoc
-
+    """grpcio-tools' protoc in a child process: its bundled protobuf runtime crashes a process
+    that has already loaded TensorFlow's (as a test session has)."""
     well_known = resources.files("grpc_tools") / "_proto"
-    args = ["grpc_tools.protoc", f"-I{root}", f"-I{well_known}", f"--python_out={out}",
-            f"--pyi_out={out}", f"--grpc_python_out={out}", *map(str, protos)]
-    if protoc.main(args) != 0:
-        raise RuntimeError(f"protoc failed on {', '.join(map(str, protos))}")
+    args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{root}", f"-I{well_known}",
+            f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *map(str, protos)]
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"protoc failed on {', '.join(map(str, protos))}:\n{done.stderr}")
 
 
 def _flatten_imports(text: str, proto_packages: set[str]) -> str:
