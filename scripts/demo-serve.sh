@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Start the model server in the background on free loopback ports, wait until it is ready,
+# classify a few held-out images through REST with curl (:classify_image, raw image body),
+# print the answers next to the true class, and stop the server (SIGTERM, graceful).
+# Usage: scripts/demo-serve.sh BASE_PATH MODEL_NAME HELDOUT_DIR [COUNT]
+set -euo pipefail
+if [[ $# -lt 3 ]]; then
+  echo "usage: $0 BASE_PATH MODEL_NAME HELDOUT_DIR [COUNT]" >&2
+  exit 2
+fi
+BASE_PATH=$1 MODEL=$2 HELDOUT=$3 COUNT=${4:-6}
+PY=${PY:-.venv/bin/python}
+command -v curl >/dev/null || scripts/ensure-debs.sh curl
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REST_PORT=$(free_port)
+LOG=$(mktemp -t demo-serve.XXXXXX.log)
+TF_CPP_MIN_LOG_LEVEL=2 "$PY" -m serving --model-name "$MODEL" --model-base-path "$BASE_PATH" \
+  --host 127.0.0.1 --rest-port "$REST_PORT" --grpc-port 0 >"$LOG" 2>&1 &
+SERVER=$!
+stop_server() {
+  if kill -0 "$SERVER" 2>/dev/null; then
+    kill -TERM "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
+    echo "server stopped"
+  fi
+}
+trap stop_server EXIT
+URL="http://127.0.0.1:$REST_PORT"
+
+echo "serving $MODEL from $BASE_PATH on $URL (log: $LOG)"
+for _ in $(seq 1 240); do
+  if curl -fsS "$URL/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$SERVER" 2>/dev/null; then echo "server exited:" >&2; tail -20 "$LOG" >&2; exit 1; fi
+  sleep 0.5
+done
+curl -fsS "$URL/readyz" >/dev/null || { echo "server not ready after 120 s" >&2; tail -20 "$LOG" >&2; exit 1; }
+echo "model status: $(curl -fsS "$URL/v1/models/$MODEL")"
+
+# one image from each class folder, round robin, until COUNT images
+mapfile -t IMAGES < <(for class_dir in "$HELDOUT"/*/; do
+    find "$class_dir" -maxdepth 1 -type f \( -iname '*.png' -o -iname '*.jpg' -o -iname '*.jpeg' \
+      -o -iname '*.gif' -o -iname '*.bmp' \) | sort | head -1
+  done | head -n "$COUNT")
+[[ ${#IMAGES[@]} -gt 0 ]] || { echo "no images under $HELDOUT" >&2; exit 1; }
+for image in "${IMAGES[@]}"; do
+  truth=$(basename "$(dirname "$image")")
+  answer=$(curl -sS -X POST --data-binary "@$image" -H "Content-Type: image/${image##*.}" \
+    "$URL/v1/models/$MODEL:classify_image?top_k=2")
+  echo "true: $truth  <-  curl ... :classify_image $(basename "$image")"
+  echo "  $answer"
+done
