@@ -175,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-base-path", help="directory holding the model's numeric version dirs")
     p.add_argument("--model-config-file", help="YAML config for several models (see docs/serving.md)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind REST and gRPC to")
-    p.add_argument("--rest-port", type=int, default=8501)
-    p.add_argument("--grpc-port", type=int, default=8500, help="0 disables gRPC")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST (and /metrics) port")
+    p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port; 0 disables gRPC")
     p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between base-path scans")
-    p.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024,
+                   help="largest REST body (413 above)")
     p.add_argument("--grpc-max-message-bytes", type=int, default=0,
                    help="largest gRPC request message (RESOURCE_EXHAUSTED above); 0: --max-request-bytes")
     p.add_argument("--max-image-pixels", type=int, default=25_000_000,
@@ -188,15 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds in-flight requests get to finish after SIGTERM")
     p.add_argument("--load-retry-interval", type=float, default=2.0,
                    help="first retry delay of a failed load (doubles per attempt, max 60 s)")
-    p.add_argument("--max-load-retries", type=int, default=5)
+    p.add_argument("--max-load-retries", type=int, default=5,
+                   help="retries of a failed load before giving up (until its files change)")
     p.add_argument("--prediction-store-size", type=int, default=10_000,
                    help="recent predictions remembered for feedback (oldest evicted)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     defaults = BatchingOptions()
-    p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
-    p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros)
-    p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads)
-    p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches)
+    p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                   help="most items (images/rows) in one model call")
+    p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros,
+                   help="longest wait of the oldest queued request for a fuller batch")
+    p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
+                   help="model calls that may run at once per version and signature")
+    p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches,
+                   help="queue bound in batches; a full queue answers 503/UNAVAILABLE at once")
     for module in extension_modules():
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
