@@ -52,8 +52,9 @@ def blueprint(core: Any, options: Any) -> Blueprint:
     base_paths = {m.name: Path(m.base_path) for m in options.models}
     manager = JobManager(backend, data_root=Path(extra["data_root"]), base_path_for=base_paths.get,
                          poll_interval=float(extra.get("retrain_poll_interval") or 2.0))
+    bp = retrain_blueprint(manager, AdminToken(Path(extra["admin_token_file"])))
     manager.start()
-    return retrain_blueprint(manager, AdminToken(Path(extra["admin_token_file"])))
+    return bp
 
 
 class AdminToken:
@@ -120,6 +121,7 @@ def disabled_blueprint() -> Blueprint:
 def retrain_blueprint(manager: JobManager, token: AdminToken) -> Blueprint:
     """The retrain routes, bound to one JobManager and one admin token."""
     bp = Blueprint("retrain", __name__)
+    bp.job_manager = manager  # type: ignore[attr-defined]  (so an owner can stop its refresher)
     _routes_with_errors(bp)
 
     @bp.before_request

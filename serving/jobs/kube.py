@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def default_api_client() -> Any:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # KUBECONFIG read now, not when the client library was imported.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return client.ApiClient()
 
 
@@ -103,6 +105,11 @@ class KubernetesBackend:
         pod_meta = spec["template"].setdefault("metadata", {})
         pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
         container = next(c for c in spec["template"]["spec"]["containers"] if c["name"] == TRAINER_CONTAINER)
+        for resources in (container.get("resources") or {}).values():
+            # Quantities are int-or-string in the API; the client's typed models accept only
+            # strings, so `nvidia.com/gpu: 1` from YAML is sent as "1" (same quantity).
+            for key, value in resources.items():
+                resources[key] = str(value)
         container["args"] = [*trainer_arguments(record.options), "--model-name", record.model,
                              "--model-base-path", str(base_path), *container.get("args", [])]
         return job
@@ -139,23 +146,28 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind and c.get("status") == "True"), None)
 
 
+def _time(value: Any) -> str | None:
+    """The client renders times as isoformat (+00:00); records use RFC 3339 `Z` like kubectl."""
+    return None if value is None else str(value).replace("+00:00", "Z")
+
+
 def record_from_job(job: dict[str, Any]) -> JobRecord:
     """A JobRecord from a Job as the API server returns it (camelCase dict)."""
     meta, status = job["metadata"], job.get("status") or {}
     labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
     record = JobRecord(id=labels[LABEL_JOB_ID], model=labels[LABEL_MODEL], backend=KubernetesBackend.name,
                        options=json.loads(notes.get(ANNOTATION_OPTIONS, "{}")),
-                       created_at=meta.get("creationTimestamp") or "", started_at=status.get("startTime"),
+                       created_at=_time(meta.get("creationTimestamp")) or "", started_at=_time(status.get("startTime")),
                        baseline_version=int(notes.get(ANNOTATION_BASELINE, "0")),
                        details={"job_name": meta["name"], "namespace": meta.get("namespace")})
     complete, failed = _condition(status, "Complete"), _condition(status, "Failed")
     if complete:
         record.state = SUCCEEDED
-        record.finished_at = status.get("completionTime") or complete.get("lastTransitionTime")
+        record.finished_at = _time(status.get("completionTime") or complete.get("lastTransitionTime"))
         base_path = notes.get(ANNOTATION_BASE_PATH)
         record.produced_version = version_after(Path(base_path), record.baseline_version) if base_path else None
     elif failed:
-        record.state, record.finished_at = FAILED, failed.get("lastTransitionTime")
+        record.state, record.finished_at = FAILED, _time(failed.get("lastTransitionTime"))
         record.exit_reason = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
     else:
         record.state = RUNNING if status.get("active") else PENDING

@@ -23,14 +23,28 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+_MANAGERS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_refreshers():
+    yield
+    while _MANAGERS:
+        _MANAGERS.pop().stop()
+
+
 def make_client(root: Path, token_file: Path | None) -> FlaskClient:
     options = SimpleNamespace(
         models=[SimpleNamespace(name="tiny", base_path=root / "models" / "tiny")],
         extra={"retrain_backend": "local", "admin_token_file": token_file and str(token_file),
                "jobs_dir": str(root / "jobs"), "data_root": str(root / "data"), "retrain_poll_interval": 0.2})
     app = Flask(__name__)
-    app.register_blueprint(retrain_api.blueprint(None, options))
-    return app.test_client()
+    blueprint = retrain_api.blueprint(None, options)
+    app.register_blueprint(blueprint)
+    client = app.test_client()
+    if hasattr(blueprint, "job_manager"):
+        _MANAGERS.append(blueprint.job_manager)
+    return client
 
 
 @pytest.fixture()
