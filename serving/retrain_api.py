@@ -91,12 +91,10 @@ class AdminToken:
 
 
 def _routes_with_errors(bp: Blueprint) -> None:
-    """Errors of these routes as TF Serving-style JSON, counted as api="retrain"."""
+    """Errors of these routes as the server's JSON errors, plus the header a 401 should carry."""
 
     @bp.errorhandler(ServingError)
-    def _error(exc: ServingError) -> tuple[Response, int] | Response:
-        model = (request.view_args or {}).get("name", "")
-        metrics.REQUESTS.labels(model, "", "retrain", "rest", exc.outcome).inc()
+    def _error(exc: ServingError) -> Response:
         response = jsonify(error=exc.message)
         response.status_code = exc.http_status
         if exc.code == "UNAUTHENTICATED":
@@ -111,40 +109,48 @@ def disabled_blueprint() -> Blueprint:
     @bp.route("/v1/models/<name>:retrain", methods=["POST"])
     @bp.route("/v1/jobs", methods=["GET"])
     @bp.route("/v1/jobs/<job_id>", methods=["GET"])
-    def disabled(**_: str) -> Response:
-        raise ServingError("UNAUTHENTICATED", "the retrain API is disabled: the server was started "
-                                              "without --admin-token-file")
+    def disabled(name: str = "", job_id: str = "") -> Response:
+        with metrics.track_request(name, "retrain", "rest"):
+            raise ServingError("UNAUTHENTICATED", "the retrain API is disabled: the server was started "
+                                                  "without --admin-token-file")
 
     return bp
 
 
 def retrain_blueprint(manager: JobManager, token: AdminToken) -> Blueprint:
-    """The retrain routes, bound to one JobManager and one admin token."""
+    """The retrain routes, bound to one JobManager and one admin token.
+
+    Each is counted in serving_requests_total{api="retrain"}, failed authentications included.
+    """
     bp = Blueprint("retrain", __name__)
     bp.job_manager = manager  # type: ignore[attr-defined]  (so an owner can stop its refresher)
     _routes_with_errors(bp)
 
-    @bp.before_request
-    def _authenticate() -> None:
+    def authenticate() -> None:
         token.check(request.headers.get("Authorization"))
 
     @bp.post("/v1/models/<name>:retrain")
     def submit(name: str) -> tuple[Response, int]:
-        body = request.get_json(silent=True) if request.content_length else {}
-        if body is None:
-            raise ServingError("INVALID_ARGUMENT", "the request body must be JSON")
-        record = manager.submit(name, body)
-        metrics.REQUESTS.labels(name, "", "retrain", "rest", "ok").inc()
+        with metrics.track_request(name, "retrain", "rest"):
+            authenticate()
+            body = request.get_json(silent=True) if request.content_length else {}
+            if body is None:
+                raise ServingError("INVALID_ARGUMENT", "the request body must be JSON")
+            record = manager.submit(name, body)
         response = jsonify(job_id=record.id, job=record.view())
         response.headers["Location"] = f"/v1/jobs/{record.id}"
         return response, 202
 
     @bp.get("/v1/jobs/<job_id>")
     def get_job(job_id: str) -> Response:
-        return jsonify(manager.get(job_id).view())
+        with metrics.track_request("", "retrain", "rest"):
+            authenticate()
+            return jsonify(manager.get(job_id).view())
 
     @bp.get("/v1/jobs")
     def list_jobs() -> Response:
-        return jsonify(jobs=[r.view() for r in manager.list(request.args.get("model"))])
+        with metrics.track_request("", "retrain", "rest"):
+            authenticate()
+            return jsonify(jobs=[r.view() for r in manager.list(request.args.get("model"))])
 
     return bp
