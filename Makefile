@@ -69,9 +69,10 @@ bench-smoke: setup
 chaos: setup
 	$(PY) -m bench chaos
 
+# Tags match the images named in k8s/ (needs a Docker engine; none runs on the CI machine).
 docker-build:
-	docker build -f Dockerfile.serve -t transfer-serving:latest .
-	docker build -f Dockerfile.trainer -t transfer-trainer:latest .
+	docker build -f Dockerfile.serve -t transfer-serving:0.1.0 .
+	docker build -f Dockerfile.trainer -t transfer-trainer:0.1.0 .
 
 clean:
 	rm -rf $(MODELS) run bench/work

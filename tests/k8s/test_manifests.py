@@ -174,3 +174,23 @@ def test_multiworker_job_is_indexed_behind_a_headless_service(multiworker: list[
     hosts = env["TRAINER_WORKER_HOSTS"].split(",")
     name, svc = job["metadata"]["name"], service["metadata"]["name"]
     assert hosts == [f"{name}-{i}.{svc}:12345" for i in range(job["spec"]["completions"])]
+
+
+def test_deployment_args_and_model_config_parse_with_the_real_server_flags(rendered: list[dict],
+                                                                           tmp_path: Path) -> None:
+    """The container args are flags the server really has, and the ConfigMap is a valid model config."""
+    from serving.config import parse_args
+
+    config_map = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"].startswith("serving-models"))
+    config_file = tmp_path / "models.yaml"
+    config_file.write_text(config_map["data"]["models.yaml"])
+    container = by_kind(rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    args = [a.replace("/etc/serving/models.yaml", str(config_file)).replace("$(POD_NAMESPACE)", "transfer-serving")
+            for a in container["args"]]
+    options = parse_args(args, environ={})
+    assert [m.name for m in options.models] == ["fashion"]
+    assert str(options.models[0].base_path) == "/models/fashion"
+    assert options.extra["retrain_backend"] == "kubernetes" and options.extra["k8s_namespace"] == "transfer-serving"
+    assert options.extra["trainer_job_template"] == "/etc/retrain/job-template.yaml"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/retrain", "/var/run/secrets/retrain", "/etc/serving"} <= mounts
