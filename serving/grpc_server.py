@@ -57,6 +57,8 @@ class ModelHealth(health.HealthServicer):
     def __init__(self, core: ServingCore) -> None:
         super().__init__(experimental_non_blocking=True)
         self._core = core
+        self._published: dict[str, int] = {}
+        self._publish_lock = threading.Lock()   # not `_lock`: the base class uses that name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="grpc-health", daemon=True)
 
@@ -65,13 +67,17 @@ class ModelHealth(health.HealthServicer):
         self._thread.start()
 
     def refresh(self) -> None:
+        """Publish statuses that changed (Watch streams get a message per change, not per poll)."""
         draining = self._core.draining
-        for model in self._core.model_names():
-            available = not draining and bool(self._core.manager.available_versions(model))
-            self.set(model, _SERVING if available else _NOT_SERVING)
+        statuses = {model: _SERVING if not draining and self._core.manager.available_versions(model)
+                    else _NOT_SERVING for model in self._core.model_names()}
         overall = _SERVING if self._core.ready() else _NOT_SERVING
-        for service in ("", *SERVICE_NAMES):
-            self.set(service, overall)
+        statuses.update(dict.fromkeys(("", *SERVICE_NAMES), overall))
+        with self._publish_lock:
+            for service, status in statuses.items():
+                if self._published.get(service) != status:
+                    self._published[service] = status
+                    self.set(service, status)
 
     def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> Any:
         self.refresh()
