@@ -45,7 +45,8 @@ def make_data(root: Path, train: int, val: int, test: int) -> dict[str, Path]:
 
 
 def _run(name: str, folders: dict[str, Path], **overrides) -> dict:
-    from trainer.train import TrainConfig, run
+    from trainer.config import TrainConfig
+    from trainer.train import run
 
     config = TrainConfig(data=str(folders["train"]), val_data=str(folders["val"]),
                          test_data=str(folders["test"]), model_name=f"bench-{name}",
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING)
-    from trainer.train import TrainConfig
-
-    defaults = TrainConfig(data="", model_name="", model_base_path="")
+    from trainer.config import DEFAULTS as defaults
     for flag, field in (("epochs", "epochs"), ("ft_epochs", "ft_epochs"),
                         ("unfreeze_top", "unfreeze_top"), ("ft_lr", "ft_learning_rate"),
                         ("patience", "patience")):

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from trainer.config import DEFAULTS, TrainConfig
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
@@ -32,30 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data", required=True, help="folder with one sub-folder of images per class")
     add("--model-name", required=True)
     add("--model-base-path", required=True, help="versions are written as BASE/<n>/")
-    add("--backbone", default="mobilenet_v2",
+    add("--backbone", default=DEFAULTS.backbone,
         help="mobilenet_v2 | resnet50 | efficientnet_b0 | vgg16 | inception_v3")
-    add("--weights", type=_weights, default="imagenet",
+    add("--weights", type=_weights, default=DEFAULTS.weights,
         help="imagenet (Keras download) | PATH to a no-top weights file | none (random init)")
     add("--image-size", type=int, default=None, help="default: the backbone's own input size")
-    add("--epochs", type=int, default=10, help="stage 1 (feature extraction) epochs")
-    add("--ft-epochs", type=int, default=10, help="stage 2 (fine-tuning) epochs; 0 skips stage 2")
-    add("--unfreeze-top", type=int, default=30, help="base layers unfrozen in stage 2")
-    add("--lr", dest="learning_rate", type=float, default=1e-3, help="stage 1 learning rate")
-    add("--ft-lr", dest="ft_learning_rate", type=float, default=1e-4,
+    add("--epochs", type=int, default=DEFAULTS.epochs, help="stage 1 (feature extraction) epochs")
+    add("--ft-epochs", type=int, default=DEFAULTS.ft_epochs, help="stage 2 (fine-tuning) epochs; 0 skips stage 2")
+    add("--unfreeze-top", type=int, default=DEFAULTS.unfreeze_top, help="base layers unfrozen in stage 2")
+    add("--lr", dest="learning_rate", type=float, default=DEFAULTS.learning_rate, help="stage 1 learning rate")
+    add("--ft-lr", dest="ft_learning_rate", type=float, default=DEFAULTS.ft_learning_rate,
         help="stage 2 learning rate (1e-4 chosen by measurement, docs/trainer.md)")
-    add("--patience", type=int, default=3, help="stage 2 early stopping patience (val loss)")
-    add("--batch-size", type=int, default=32)
-    add("--dropout", type=float, default=0.2)
-    add("--hidden-units", type=int, default=0, help="optional hidden Dense layer in the head")
+    add("--patience", type=int, default=DEFAULTS.patience, help="stage 2 early stopping patience (val loss)")
+    add("--batch-size", type=int, default=DEFAULTS.batch_size)
+    add("--dropout", type=float, default=DEFAULTS.dropout)
+    add("--hidden-units", type=int, default=DEFAULTS.hidden_units, help="optional hidden Dense layer in the head")
     add("--cache-features", action="store_true",
         help="stage 1 on pooled features computed once (fast, no augmentation)")
     add("--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom")
-    add("--seed", type=int, default=42)
+    add("--seed", type=int, default=DEFAULTS.seed)
     add("--val-data", help="validation folder (same classes) instead of a split of --data")
     add("--test-data", help="test folder (same classes) instead of a split of --data")
-    add("--val-fraction", type=float, default=0.15)
-    add("--test-fraction", type=float, default=0.15)
-    add("--devices", default="auto", choices=("auto", "cpu", "mirrored"),
+    add("--val-fraction", type=float, default=DEFAULTS.val_fraction)
+    add("--test-fraction", type=float, default=DEFAULTS.test_fraction)
+    add("--devices", default=DEFAULTS.devices, choices=("auto", "cpu", "mirrored"),
         help="auto: MirroredStrategy + mixed precision on GPUs, else CPU")
     add("--from-scratch", action="store_true",
         help="baseline: train every layer from the start (use with --weights none)")
@@ -81,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.data import discover
 
     discover(args.data)  # layout errors before the seconds-long TensorFlow import
-    from trainer.train import TrainConfig, run
+    from trainer.train import run
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
     result = run(TrainConfig(**options, verbose=0 if args.quiet else 2))

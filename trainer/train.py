@@ -20,6 +20,7 @@ import keras
 
 from trainer import data as datasets
 from trainer.backbones import get_backbone
+from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
 from trainer.evaluate import comparison_table, evaluate
 from trainer.export import export_version
@@ -31,38 +32,6 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = ".checkpoints"
 _NOT_STAGE1 = {"resume", "pushgateway", "verbose", "ft_epochs", "ft_learning_rate", "unfreeze_top",
                "patience", "devices"}
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    model_name: str
-    model_base_path: str
-    backbone: str = "mobilenet_v2"
-    weights: str = "imagenet"
-    image_size: int | None = None
-    epochs: int = 10
-    ft_epochs: int = 10
-    unfreeze_top: int = 30
-    learning_rate: float = 1e-3
-    ft_learning_rate: float = 1e-4
-    patience: int = 3
-    batch_size: int = 32
-    dropout: float = 0.2
-    hidden_units: int = 0
-    cache_features: bool = False
-    augment: bool = True
-    seed: int = 42
-    val_data: str | None = None
-    test_data: str | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    devices: str = "auto"
-    from_scratch: bool = False
-    bn_momentum: float | None = None
-    pushgateway: str | None = None
-    resume: bool = False
-    verbose: int = 2
 
 
 @dataclass

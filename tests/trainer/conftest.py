@@ -52,7 +52,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory):
     """One real training run on generated images, shared by the tests that inspect its export."""
-    from trainer.train import TrainConfig, run
+    from trainer.config import TrainConfig
+    from trainer.train import run
 
     base = tmp_path_factory.mktemp("tiny-models") / "tiny"
     config = TrainConfig(data=str(tiny_data), model_name="tiny", model_base_path=str(base),

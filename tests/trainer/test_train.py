@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 
 import trainer.export
-from tests.helpers import image_bytes
+from tests.helpers import image_bytes, tiny_model
 from tests.trainer.conftest import tiny_args, tinted_image
 from trainer.backbones import BACKBONES, BackbonePreprocess, get_backbone
 from trainer.cli import main
 from trainer.errors import TrainerError
-from trainer.export import read_labels, read_metadata
+from trainer.export import export_version, read_labels, read_metadata
 from trainer.imaging import decode_and_resize
 
 
@@ -51,6 +51,11 @@ def test_metadata_holds_both_stages_and_the_run(tiny_run):
 
 def test_train_twice_gives_versions_1_and_2_and_staging_is_never_numeric(tiny_data, tmp_path,
                                                                          monkeypatch, capsys):
+    """First run through run() with --cache-features (checks the assembled model), second through
+    the CLI; every rename goes from a dot-named staging directory to the next number."""
+    from trainer.config import TrainConfig
+    from trainer.train import run
+
     renames = []
     real_rename = os.rename
 
@@ -60,39 +65,33 @@ def test_train_twice_gives_versions_1_and_2_and_staging_is_never_numeric(tiny_da
 
     monkeypatch.setattr(trainer.export.os, "rename", recording_rename)
     base = tmp_path / "models"
-    for _ in range(2):
-        assert main(tiny_args(tiny_data, base, "--ft-epochs", "0", "--cache-features")) == 0
+    first = run(TrainConfig(data=str(tiny_data), model_name="tiny", model_base_path=str(base),
+                            weights="none", image_size=32, epochs=3, ft_epochs=0, batch_size=8,
+                            cache_features=True, verbose=0))
+    model = first.classifier.model
+    assert first.classifier.head in model.layers  # the head trained on cached features is the model's
+    assert isinstance(model.get_layer("preprocess"), BackbonePreprocess)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
+    assert first.stages["stage1"].epochs == 3
+    assert set(read_metadata(base / "1")["evaluation"]) == {"stage1"}  # --ft-epochs 0 skips stage 2
+
+    assert main(tiny_args(tiny_data, base, "--ft-epochs", "0", "--cache-features")) == 0
+    assert str(base / "2") in capsys.readouterr().out.splitlines()
     assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
     assert [dst for _, dst in renames] == ["1", "2"]
     for src, _ in renames:
         assert src.startswith(".staging-") and not src.isdigit()
-    out = capsys.readouterr().out
-    assert str(base / "2") in out.splitlines()
-    assert set(read_metadata(base / "2")["evaluation"]) == {"stage1"}  # --ft-epochs 0 skips stage 2
 
 
-def test_failed_export_leaves_neither_version_nor_staging(tiny_data, tmp_path, monkeypatch):
+def test_failed_export_leaves_neither_version_nor_staging(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(trainer.export, "_fsync_tree", broken)
-    base = tmp_path / "models"
     with pytest.raises(OSError, match="disk full"):
-        main(tiny_args(tiny_data, base, "--ft-epochs", "0", "--cache-features"))
-    assert [p.name for p in base.iterdir() if p.name != ".checkpoints"] == []
-
-
-def test_cached_features_train_the_same_full_model(tiny_data, tmp_path):
-    from trainer.train import TrainConfig, run
-
-    result = run(TrainConfig(data=str(tiny_data), model_name="c", model_base_path=str(tmp_path),
-                             weights="none", image_size=32, epochs=3, ft_epochs=0, batch_size=8,
-                             cache_features=True, verbose=0))
-    model = result.classifier.model
-    assert result.classifier.head in model.layers  # the head trained on features is the model's
-    assert isinstance(model.get_layer("preprocess"), BackbonePreprocess)
-    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
-    assert result.stages["stage1"].epochs == 3
+        export_version(tiny_model(1), tmp_path, model_name="m", labels=["a", "b", "c"],
+                       image_size=32, metadata={})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_predict_prints_top_k_from_the_newest_version(tiny_run, tiny_data, capsys):
@@ -147,3 +146,39 @@ def test_every_backbone_builds_and_preprocesses_0_to_255_pixels(name):
     np.testing.assert_allclose(out[0, 0, 0], expected, atol=1e-4)
     clone = BackbonePreprocess.from_config(backbone.preprocess().get_config())
     assert clone.mode == backbone.preprocess_mode
+
+
+def test_pushgateway_receives_the_run_figures(tiny_run):
+    import http.server
+    import threading
+
+    from trainer.config import TrainConfig
+    from trainer.train import push_figures
+
+    received = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body.decode()))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = TrainConfig(data="", model_name="tiny", model_base_path="",
+                             pushgateway=f"http://127.0.0.1:{server.server_port}")
+        push_figures(config, tiny_run)
+    finally:
+        server.shutdown()
+    [(path, body)] = received
+    assert path == "/metrics/job/trainer/model/tiny"
+    assert "trainer_last_version 1.0" in body
+    stage1 = tiny_run.evaluation["stage1"]["accuracy"]
+    assert f'trainer_stage_accuracy{{stage="stage1"}} {stage1!r}' in body or \
+        f'trainer_stage_accuracy{{stage="stage1"}} {float(stage1)}' in body
+    assert 'trainer_stage_duration_seconds{stage="stage2"}' in body

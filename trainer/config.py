@@ -1,0 +1,45 @@
+"""The arguments of one training run, with their defaults: the single source the CLI, the
+benchmark and the tests share. No TensorFlow import here, so `--help` and usage errors are fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """One field per `python -m trainer train` flag (stored in metadata.json as training_args).
+
+    Stage 2 defaults chosen by measurement (docs/trainer.md, docs/benchmarks.md): learning rate
+    1e-4, top 60 layers, up to 15 epochs with early stopping."""
+
+    data: str
+    model_name: str
+    model_base_path: str
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    image_size: int | None = None
+    epochs: int = 10
+    ft_epochs: int = 15
+    unfreeze_top: int = 60
+    learning_rate: float = 1e-3
+    ft_learning_rate: float = 1e-4
+    patience: int = 3
+    batch_size: int = 32
+    dropout: float = 0.2
+    hidden_units: int = 0
+    cache_features: bool = False
+    augment: bool = True
+    seed: int = 42
+    val_data: str | None = None
+    test_data: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    devices: str = "auto"
+    from_scratch: bool = False
+    bn_momentum: float | None = None
+    pushgateway: str | None = None
+    resume: bool = False
+    verbose: int = 2
+
+
+DEFAULTS = TrainConfig(data="", model_name="", model_base_path="")
