@@ -2,7 +2,9 @@
 gRPC health, GetModelStatus and Predict follow the hot swap; SIGTERM ends it cleanly."""
 from __future__ import annotations
 
+import signal
 import time
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -21,11 +23,20 @@ MODEL = "swap"
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
-def _predict_request() -> predict_pb2.PredictRequest:
+def _predict_request(images: int = 1) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
-    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image_bytes(1)], dtype=tf.string))
+    request.inputs["image_bytes"].CopyFrom(
+        tf.make_tensor_proto([image_bytes(i) for i in range(images)], dtype=tf.string))
     return request
+
+
+def _in_background(call, request) -> futures.Future:
+    """Start a call in another thread and give it time to reach the server's batch queue."""
+    future = futures.ThreadPoolExecutor(1).submit(call, request, timeout=30)
+    time.sleep(0.4)
+    assert not future.done(), "the call should still be waiting for its batch"
+    return future
 
 
 def _states(models: model_service_pb2_grpc.ModelServiceStub) -> dict[int, str]:
@@ -48,8 +59,11 @@ def _wait_for(condition, what: str, timeout: float = 60.0):
 def test_health_status_and_predict_follow_versions_on_disk(tmp_path: Path) -> None:
     base = tmp_path / MODEL
     base.mkdir()
+    # A batch of 4 waits up to 1.5 s to fill, and one batch may wait: a request of 3 images sits in
+    # the queue long enough to be in flight when the queue-full or the SIGTERM case comes.
     server = start_server("--model-name", MODEL, "--model-base-path", str(base), "--poll-interval", "0.3",
-                          wait_ready=False)
+                          "--max-batch-size", "4", "--max-enqueued-batches", "1",
+                          "--batch-timeout-micros", "1500000", "--graceful-timeout", "10", wait_ready=False)
     with server, grpc.insecure_channel(server.grpc_target) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
         health = health_pb2_grpc.HealthStub(channel)
@@ -90,8 +104,21 @@ def test_health_status_and_predict_follow_versions_on_disk(tmp_path: Path) -> No
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == \
             health_pb2.HealthCheckResponse.SERVING
 
-        # SIGTERM: graceful stop, clean exit; the port no longer answers.
-        assert server.stop(timeout=30) == 0
+        # Queue full: 3 images wait in the queue, 2 more would overflow it -> UNAVAILABLE at once.
+        waiting = _in_background(predictions.Predict, _predict_request(3))
+        with pytest.raises(grpc.RpcError) as raised:
+            predictions.Predict(_predict_request(2), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE and "queue full" in raised.value.details()
+        assert waiting.result().model_spec.version.value == 2
+
+        # SIGTERM with a call in flight: new calls are refused, the in-flight call is answered,
+        # then the process exits cleanly.
+        in_flight = _in_background(predictions.Predict, _predict_request(3))
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
         with pytest.raises(grpc.RpcError) as raised:
             predictions.Predict(_predict_request(), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        response = in_flight.result()
+        assert response.model_spec.version.value == 2 and response.outputs["probabilities"].tensor_shape.dim[0].size == 3
+        assert server.proc.wait(30) == 0
