@@ -16,6 +16,7 @@ finite sample. A panel that shows no data fails the test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
@@ -173,18 +174,21 @@ def scenario(prometheus_debs, pushgateway: Daemon, tmp_path_factory) -> Iterator
     one_class.mkdir(parents=True)
     (one_class / "0.png").write_bytes(image_bytes(5, "PNG"))
 
-    started = time.time()
-    server = start_server("--model-config-file", str(config), "--poll-interval", "0.5",
-                          "--load-retry-interval", "0.5", "--admin-token-file", str(work / "token"),
-                          "--data-root", str(data_root), "--jobs-dir", str(work / "jobs"),
-                          "--retrain-poll-interval", "0.5")
-    rest_target = server.rest_url.removeprefix("http://").rstrip("/")
-    (work / "prometheus").mkdir()
-    prom = start_prometheus(work / "prometheus",
-                            project_config(rest_target, pushgateway.url.removeprefix("http://")))
-    channel = grpc.insecure_channel(server.grpc_target)
-    trainer = None
-    try:
+    with contextlib.ExitStack() as cleanup:
+        started = time.time()
+        server = start_server("--model-config-file", str(config), "--poll-interval", "0.5",
+                              "--load-retry-interval", "0.5", "--admin-token-file", str(work / "token"),
+                              "--data-root", str(data_root), "--jobs-dir", str(work / "jobs"),
+                              "--retrain-poll-interval", "0.5")
+        cleanup.callback(server.stop)
+        _break_version(base, 3)
+        trainer = _start_training(data_root / "train", base, pushgateway.url, work / "trainer.log")
+        cleanup.callback(lambda: trainer.poll() is None and (trainer.kill(), trainer.wait()))
+        (work / "prometheus").mkdir()
+        prom = start_prometheus(work / "prometheus", project_config(
+            server.rest_url.removeprefix("http://"), pushgateway.url.removeprefix("http://")))
+        cleanup.callback(prom.stop)
+        channel = cleanup.enter_context(grpc.insecure_channel(server.grpc_target))
         api = PrometheusAPI(prom.url)
         _wait(lambda: len(api.query(f'serving_model_version_state{{model="{MODEL}",state="AVAILABLE"}} == 1')) == 2,
               "both versions AVAILABLE in Prometheus")
@@ -198,18 +202,11 @@ def scenario(prometheus_debs, pushgateway: Daemon, tmp_path_factory) -> Iterator
                                  json={"data": "one-class", "weights": "none"}, timeout=30)
         assert response.status_code == 202, response.text
         job_id = response.json()["job_id"]
-        _break_version(base, 3)
-        trainer = subprocess.Popen(
-            [sys.executable, "-m", "trainer", "train", "--data", str(data_root / "train"),
-             "--model-name", MODEL, "--model-base-path", str(base), "--weights", "none",
-             "--image-size", "32", "--epochs", "1", "--ft-epochs", "1", "--batch-size", "8",
-             "--pushgateway", pushgateway.url, "--quiet"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         _send_round(server.rest_url, channel, [1, 2], seed=2, traffic=traffic)
-        output, errors = trainer.communicate(timeout=150)
-        assert trainer.returncode == 0, (output + errors)[-3000:]
-        trained_version = int(Path(output.strip().splitlines()[-1]).name)
+        trainer.wait(timeout=300)
+        output = (work / "trainer.log").read_text()
+        assert trainer.returncode == 0, output[-3000:]
+        trained_version = int((work / "trainer.out").read_text().strip().splitlines()[-1].rsplit("/", 1)[-1])
         assert trained_version == 4  # 1, 2 exported above, 3 is the broken one
         job = _wait(lambda: (j := requests.get(f"{server.rest_url}/v1/jobs/{job_id}", headers=auth,
                                                timeout=10).json())["state"] in ("SUCCEEDED", "FAILED") and j,
@@ -225,13 +222,20 @@ def scenario(prometheus_debs, pushgateway: Daemon, tmp_path_factory) -> Iterator
         _wait(lambda: api.query(f'sum(serving_feedback_total{{model="{MODEL}"}}) >= {sent}'), "last round scraped")
         time.sleep(2.5)  # rules evaluate every second; let them see the last samples too
         yield Scenario(api, started, time.time(), traffic, trained_version, job)
-    finally:
-        if trainer is not None and trainer.poll() is None:
-            trainer.kill()
-            trainer.wait()
-        channel.close()
-        server.stop()
-        prom.stop()
+
+
+def _start_training(data: Path, base: Path, pushgateway_url: str, log: Path) -> subprocess.Popen:
+    """The real trainer CLI in the background: 1+1 epochs, no pretrained weights, push at the end.
+
+    stdout (the new version's directory) goes to trainer.out beside the log, so pipes never fill.
+    """
+    command = [sys.executable, "-m", "trainer", "train", "--data", str(data), "--model-name", MODEL,
+               "--model-base-path", str(base), "--weights", "none", "--image-size", "32",
+               "--epochs", "1", "--ft-epochs", "1", "--batch-size", "8",
+               "--pushgateway", pushgateway_url, "--quiet"]
+    with log.open("wb") as errors, log.with_suffix(".out").open("wb") as out:
+        return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=errors,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def _finite(result: list[dict]) -> list[float]:
