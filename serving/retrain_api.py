@@ -1,4 +1,5 @@
-"""REST face of retraining: POST /v1/models/{name}:retrain, GET /v1/jobs/{id}, GET /v1/jobs.
+"""REST face of retraining: POST /v1/models/{name}:retrain, GET /v1/jobs/{id}, GET /v1/jobs,
+DELETE /v1/jobs/{id} (cancel).
 
 Every route needs `Authorization: Bearer <token>`, the token being the content of
 --admin-token-file (a mounted Secret in Kubernetes). The file is re-read when it changes, so a
@@ -108,7 +109,7 @@ def disabled_blueprint() -> Blueprint:
 
     @bp.route("/v1/models/<name>:retrain", methods=["POST"])
     @bp.route("/v1/jobs", methods=["GET"])
-    @bp.route("/v1/jobs/<job_id>", methods=["GET"])
+    @bp.route("/v1/jobs/<job_id>", methods=["GET", "DELETE"])
     def disabled(name: str = "", job_id: str = "") -> Response:
         with metrics.track_request(name, "retrain", "rest"):
             raise ServingError("UNAUTHENTICATED", "the retrain API is disabled: the server was started "
@@ -146,6 +147,12 @@ def retrain_blueprint(manager: JobManager, token: AdminToken) -> Blueprint:
         with metrics.track_request("", "retrain", "rest"):
             authenticate()
             return jsonify(manager.get(job_id).view())
+
+    @bp.delete("/v1/jobs/<job_id>")
+    def cancel_job(job_id: str) -> tuple[Response, int]:
+        with metrics.track_request("", "retrain", "rest"):
+            authenticate()
+            return jsonify(manager.cancel(job_id).view()), 202
 
     @bp.get("/v1/jobs")
     def list_jobs() -> Response:

@@ -123,6 +123,17 @@ class KubernetesBackend:
         record.state = PENDING
         record.details = {"job_name": body["metadata"]["name"], "namespace": self.namespace}
 
+    def cancel(self, record: JobRecord) -> JobRecord:
+        """Delete the Job and its pods (background propagation). It then leaves GET /v1/jobs: the
+        cluster is the store, and a deleted Job has no record left."""
+        try:
+            self.batch.delete_namespaced_job(record.details["job_name"], self.namespace,
+                                             propagation_policy="Background", _request_timeout=_TIMEOUT)
+        except Exception as exc:
+            raise _api_error(exc, "delete Job") from exc
+        record.state, record.exit_reason = FAILED, "cancelled: the Job was deleted"
+        return record
+
     def _list(self, selector: str) -> list[dict[str, Any]]:
         try:
             jobs = self.batch.list_namespaced_job(self.namespace, label_selector=selector,

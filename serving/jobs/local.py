@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -100,6 +101,8 @@ class LocalBackend:
             record.state, record.finished_at = FAILED, utc_timestamp()
             record.exit_reason = "the trainer's runner process is gone without an exit status " \
                                  "(killed, or the host restarted)"
+            if record.details.get("cancel_requested"):
+                record.exit_reason = f"cancelled: {record.exit_reason}"
             self._save(record)
         return record
 
@@ -119,7 +122,18 @@ class LocalBackend:
             how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
             record.state = FAILED
             record.exit_reason = f"trainer {how}: {_last_line(Path(record.details['log_file']))}"
+        if record.details.get("cancel_requested") and record.state == FAILED:
+            record.exit_reason = f"cancelled: {record.exit_reason}"
         self._save(record)
+
+    def cancel(self, record: JobRecord) -> JobRecord:
+        """SIGTERM to the runner, which passes it on: the trainer unwinds (staging cleaned up) and
+        the exit status is still recorded. The record says it was cancelled."""
+        record.details["cancel_requested"] = True
+        self._save(record)
+        if self._alive(record):
+            os.kill(record.details["pid"], signal.SIGTERM)
+        return record
 
     def get_job(self, job_id: str) -> JobRecord | None:
         path = self._path(job_id, ".json")

@@ -30,6 +30,7 @@ class Backend(Protocol):
     def submit(self, record: JobRecord, base_path: Path) -> None: ...
     def get_job(self, job_id: str) -> JobRecord | None: ...
     def list_jobs(self) -> list[JobRecord]: ...
+    def cancel(self, record: JobRecord) -> JobRecord: ...
 
 
 class JobManager:
@@ -70,6 +71,14 @@ class JobManager:
         if record is None:
             raise ServingError("NOT_FOUND", f"no retrain job {job_id!r}")
         return record
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Stop an active job; a finished one cannot be cancelled (FAILED_PRECONDITION)."""
+        record = self.get(job_id)
+        if not record.active:
+            raise ServingError("FAILED_PRECONDITION", f"retrain job {job_id} already finished ({record.state})")
+        log.info("retrain job %s for model %s: cancel requested", job_id, record.model)
+        return self.backend.cancel(record)
 
     def list(self, model: str | None = None) -> list[JobRecord]:
         records = self.backend.list_jobs()

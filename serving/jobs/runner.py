@@ -25,6 +25,18 @@ def write_exit_file(path: Path, exit_code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A cancel (SIGTERM to the runner) reaches the trainer too, even one that arrives before the
+    # trainer is started; its exit status is still recorded.
+    child: subprocess.Popen | None = None
+    terminated = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal terminated
+        terminated = True
+        if child is not None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
     parser = argparse.ArgumentParser(prog="python -m serving.jobs.runner")
     parser.add_argument("--exit-file", required=True, type=Path)
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -33,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no command given after --")
     child = subprocess.Popen(command)
-    # A cancel (SIGTERM to the runner) reaches the trainer too; its exit status is still recorded.
-    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    if terminated:
+        child.send_signal(signal.SIGTERM)
     exit_code = child.wait()
     write_exit_file(args.exit_file, exit_code)
     return 0

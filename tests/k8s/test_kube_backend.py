@@ -119,6 +119,16 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
         selectors = [q for m, p, q in api.requests if m == "GET"]
         assert any(q.endswith("transfer-serving/job-id%3D" + second.id) for q in selectors)
 
+        third = manager.submit("fashion", {"data": "fashion/train"})
+        assert manager.cancel(third.id).exit_reason == "cancelled: the Job was deleted"
+        deletes = [(p, q) for m, p, q in api.requests if m == "DELETE"]
+        assert deletes == [(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/retrain-fashion-{third.id}",
+                            "propagationPolicy=Background")]
+        assert [r.id for r in manager.list()] == [record.id, second.id]
+        with pytest.raises(ServingError) as info:
+            manager.cancel(second.id)   # already failed
+        assert info.value.code == "FAILED_PRECONDITION"
+
         api.forbidden = True
         with pytest.raises(ServingError) as info:
             manager.list()

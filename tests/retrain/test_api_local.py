@@ -149,3 +149,21 @@ def test_killed_runner_is_failed_after_restart(root: Path) -> None:
     assert job.state == "FAILED" and "gone without an exit status" in job.exit_reason
     listed = client.get("/v1/jobs?model=tiny", headers=AUTH).get_json()["jobs"]
     assert [j["id"] for j in listed] == [job_id]
+
+
+def test_cancel_a_running_job(root: Path) -> None:
+    client = make_client(root, root / "token")
+    job_id = client.post("/v1/models/tiny:retrain", json={"data": "broken"}, headers=AUTH).get_json()["job_id"]
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 401
+    pid = client.get(f"/v1/jobs/{job_id}", headers=AUTH).get_json()["details"]["pid"]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + 20
+    while not children.read_text().strip() and time.monotonic() < deadline:   # the trainer started
+        time.sleep(0.05)
+    response = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
+    assert response.status_code == 202, response.get_json()
+    job = wait_final(client, job_id)
+    assert job["state"] == "FAILED" and job["exit_reason"].startswith("cancelled: trainer "), job
+    again = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
+    assert again.status_code == 412 and "already finished" in again.get_json()["error"]
+    assert client.delete("/v1/jobs/0123456789", headers=AUTH).status_code == 404
