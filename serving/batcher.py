@@ -7,6 +7,12 @@ model once and hands every request its own slice of the outputs. The queue is bo
 (`max_enqueued_batches` batches' worth of items): when it is full a request is refused at once
 with UNAVAILABLE instead of waiting behind an ever-growing backlog.
 
+One departure from TF Serving: a lone request that follows a batch of one is run at once instead
+of waiting out `batch_timeout_micros`. When the previous batch had a single item nobody else was
+sending, so the wait would only add latency (at concurrency 1 it added the whole timeout to every
+request). As soon as requests overlap, the queue holds more than one or the last batch was larger,
+and the timeout applies again (measured in bench/serve.py: docs/benchmarks.md).
+
 A request that makes the model fail must not fail its neighbours: inputs are validated before
 they are queued, and if a batch still fails as a whole, each request of it is re-run alone so only
 the culprit gets the error.
@@ -77,6 +83,7 @@ class BatchQueue:
         self._capacity = options.max_batch_size * options.max_enqueued_batches
         self._tasks: collections.deque[_Task] = collections.deque()
         self._queued_items = 0
+        self._last_batch_items = 0   # items in the previous batch: 1 means traffic is not overlapping
         self._closed = False
         self._cond = threading.Condition()
         self._batch_metric = BATCH_SIZE.labels(model, str(version))
@@ -121,7 +128,8 @@ class BatchQueue:
             self._cond.wait_for(lambda: self._tasks or self._closed)
             if not self._tasks:
                 return None
-            deadline = self._tasks[0].enqueued + self._options.batch_timeout_micros / 1e6
+            lone = len(self._tasks) == 1 and self._last_batch_items == 1
+            deadline = self._tasks[0].enqueued + (0 if lone else self._options.batch_timeout_micros / 1e6)
             while self._queued_items < limit and not self._closed:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0 or not self._tasks:
@@ -133,6 +141,7 @@ class BatchQueue:
                 batch.append(task)
                 total += task.size
             self._queued_items -= total
+            self._last_batch_items = total
             return batch
 
     def _loop(self) -> None:

@@ -1,0 +1,52 @@
+"""The batcher's one departure from TF Serving: a lone request after a batch of one runs at once.
+
+Found by the serving benchmark (docs/benchmarks.md): at concurrency 1 every request waited the
+whole batch_timeout_micros for partners that never came. Overlapping requests must still batch.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from serving.batcher import BatchQueue
+from serving.config import BatchingOptions
+
+
+class Model:
+    def __init__(self, delay: float) -> None:
+        self.calls: list[int] = []
+        self.delay = delay
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls.append(len(inputs["x"]))
+        time.sleep(self.delay)
+        return {"y": inputs["x"] * 2}
+
+
+def test_sequential_requests_do_not_wait_out_the_timeout() -> None:
+    model = Model(delay=0.0)
+    queue = BatchQueue(model, BatchingOptions(max_batch_size=8, batch_timeout_micros=300_000), "m", 1)
+    queue.submit({"x": np.ones((1, 1))})          # the first may wait: nothing is known yet
+    started = time.perf_counter()
+    for i in range(5):
+        np.testing.assert_array_equal(queue.submit({"x": np.full((1, 1), i)})["y"], [[2 * i]])
+    elapsed = time.perf_counter() - started
+    queue.close()
+    assert elapsed < 0.3, f"5 sequential requests took {elapsed:.2f} s: each waited the 0.3 s timeout"
+    assert model.calls == [1] * 6
+
+
+def test_overlapping_requests_after_lone_ones_are_still_batched() -> None:
+    model = Model(delay=0.05)
+    queue = BatchQueue(model, BatchingOptions(max_batch_size=8, batch_timeout_micros=20_000), "m", 1)
+    for _ in range(3):
+        queue.submit({"x": np.ones((1, 1))})
+    threads = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.close()
+    assert sum(model.calls) == 9 and max(model.calls[3:]) > 1, model.calls
