@@ -88,8 +88,7 @@ def start_prometheus(workdir: Path, config: dict) -> Daemon:
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = ["prometheus", f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
-            "--web.enable-lifecycle"]
+            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"]
     return _start(argv, f"http://127.0.0.1:{port}", "/-/ready", workdir / "prometheus.log")
 
 

@@ -20,6 +20,7 @@ import contextlib
 import io
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -70,11 +71,11 @@ class Scenario:
 
 
 def _image(seed: int) -> bytes:
-    """A flat colour with a little noise: the tiny random nets answer different labels for these."""
+    """A flat colour with a little noise, as PNG: the tiny random nets answer different labels for these."""
     rng = np.random.default_rng(seed)
     pixels = np.clip(rng.integers(0, 256, 3) + rng.normal(0, 8, (40, 48, 3)), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG" if seed % 2 else "JPEG")
+    Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -150,12 +151,17 @@ def _training_data(root: Path) -> Path:
 
 
 def _break_version(base: Path, version: int) -> None:
-    """A version directory whose saved_model.pb is cut short: loads fail, are counted, retried."""
+    """A version directory whose saved_model.pb is cut short: loads fail, are counted, retried.
+
+    Built in a dot-directory (which the source ignores) and renamed into place, so the server
+    never sees the intact copy.
+    """
     good = sorted(p for p in base.iterdir() if p.name.isdigit())[0]
-    broken = base / str(version)
-    subprocess.run(["cp", "-r", str(good), str(broken)], check=True)
-    pb_file = broken / "saved_model.pb"
+    staging = base / f".broken-{version}"
+    shutil.copytree(good, staging)
+    pb_file = staging / "saved_model.pb"
     pb_file.write_bytes(pb_file.read_bytes()[:100])
+    staging.rename(base / str(version))
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +303,15 @@ def test_online_accuracy_matches_the_feedback_sent(scenario: Scenario):
         total = _finite(api.query(f'sum(serving_feedback_total{{model="{MODEL}",version="{version}"}})'))
         correct = _finite(api.query(f'sum(serving_feedback_correct_total{{model="{MODEL}",version="{version}"}})'))
         assert (total, correct) == ([len(flags)], [sum(flags)]), version
+
+
+def test_drift_series_count_every_prediction(scenario: Scenario):
+    """Each prediction (classify over REST/gRPC and :predict) lands in the label and confidence series."""
+    api = scenario.prometheus
+    for version, sent in scenario.traffic.predictions.items():
+        labels = _finite(api.query(f'sum(serving_predicted_label_total{{model="{MODEL}",version="{version}"}})'))
+        scores = _finite(api.query(f'sum(serving_prediction_confidence_count{{model="{MODEL}",version="{version}"}})'))
+        assert labels == scores == [sent], version
 
 
 def test_requests_are_counted_per_protocol(scenario: Scenario):
