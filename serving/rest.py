@@ -176,12 +176,13 @@ def _images() -> tuple[list[bytes], list[str] | None]:
         if not files:
             raise invalid("the multipart body holds no file; send the image as a file field")
         return [f.read() for f in files], [f.filename or "" for f in files]
-    if content_type.startswith("image/") or content_type in ("application/octet-stream", ""):
-        data = request.get_data(cache=True)
-        if not data:
-            raise invalid("the request body is empty; send an image")
-        return [data], None
-    raise invalid(f"Content-Type {content_type!r} not accepted: send multipart/form-data or a raw image/* body")
+    if content_type == "application/json" or content_type.startswith("text/"):
+        raise invalid(f"Content-Type {content_type!r} not accepted: send multipart/form-data or a raw "
+                      f"image/* body (JSON with b64 images goes to :predict)")
+    data = request.get_data(cache=True)     # image/*, octet-stream, or curl's default form type
+    if not data:
+        raise invalid("the request body is empty; send an image")
+    return [data], None
 
 
 def _top_k() -> int:

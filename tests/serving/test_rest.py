@@ -81,7 +81,9 @@ def test_classify_image_multipart_and_raw_equal_the_saved_model(tiny_server: Ser
                         headers={"Content-Type": "image/jpeg"}).json()
     multipart = requests.post(f"{url}/v1/models/tiny:classify_image?top_k=3",
                               files={"file": ("x.jpg", IMAGES[0], "image/jpeg")}).json()
-    for answer in (raw, multipart):
+    curl_default = requests.post(f"{url}/v1/models/tiny:classify_image?top_k=3", data=IMAGES[0],
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}).json()
+    for answer in (raw, multipart, curl_default):
         assert answer["model"] == "tiny" and answer["version"] == 1 and len(answer["prediction_id"]) == 32
         scores = {p["label"]: p["score"] for p in answer["predictions"]}
         np.testing.assert_allclose([scores[label] for label in TINY_LABELS], expected, atol=1e-6)
