@@ -27,6 +27,7 @@ class StageRun:
     images_per_second: float
     val_loss: float | None
     val_accuracy: float | None
+    feature_seconds: float = 0.0  # --cache-features: time spent computing the features once
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -73,13 +74,16 @@ def cached_feature_extraction(classifier: Classifier, strategy: tf.distribute.St
     started = time.perf_counter()
     train_x, train_y = pooled_features(classifier, train)
     val_x, val_y = pooled_features(classifier, val)
+    feature_seconds = time.perf_counter() - started
     log.info("cached pooled features: train %s, val %s in %.1fs", train_x.shape, val_x.shape,
-             time.perf_counter() - started)
+             feature_seconds)
     with strategy.scope():
         classifier.head.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
     history = classifier.head.fit(train_x, train_y, batch_size=batch_size, epochs=epochs,
                                   validation_data=(val_x, val_y), shuffle=True, verbose=verbose)
-    return _finish(history, started, len(train_x))
+    run = _finish(history, started, len(train_x))
+    run.feature_seconds = feature_seconds
+    return run
 
 
 def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
