@@ -44,6 +44,7 @@ class JobManager:
         self.base_path_for = base_path_for
         self.poll_interval = poll_interval
         self._submit_lock = threading.Lock()
+        self._metrics_lock = threading.Lock()   # the refresher and requests both update metrics
         self._counted: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,7 +64,10 @@ class JobManager:
                                baseline_version=highest_version(Path(base_path)))
             self.backend.submit(record, Path(base_path))
         log.info("retrain job %s for model %s submitted (%s backend)", record.id, model, self.backend.name)
-        self._update_metrics([*self.backend.list_jobs()])
+        try:
+            self.list()   # the running gauge includes the new job at once
+        except ServingError as exc:   # the job exists; the refresher will catch up
+            log.warning("retrain: metrics refresh after submit failed: %s", exc.message)
         return record
 
     def get(self, job_id: str) -> JobRecord:
@@ -87,6 +91,10 @@ class JobManager:
 
     def _update_metrics(self, records: list[JobRecord]) -> None:
         """Count each job once when it is first seen final; set the running gauge per model."""
+        with self._metrics_lock:
+            self._count(records)
+
+    def _count(self, records: list[JobRecord]) -> None:
         running: dict[str, int] = {}
         for record in records:
             running.setdefault(record.model, 0)
