@@ -104,6 +104,9 @@ class ServingApplication(BaseApplication):
             "errorlog": "-",
             "accesslog": None,
             "proc_name": "serving",
+            # gunicorn >= 25 opens an unauthenticated control socket (worker count, reload, shutdown)
+            # at one fixed path per user; this server needs no such admin door (least privilege).
+            "control_socket_disable": True,
             "post_worker_init": lambda worker: _post_worker_init(o, worker),
             "worker_exit": lambda server, worker: _worker_exit(o, server, worker),
         }
