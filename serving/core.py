@@ -118,6 +118,7 @@ class ServingCore:
     def _detach(self, servable: Servable) -> None:
         for queue in servable.queues.values():
             queue.close()
+        servable.queues = {}          # the queues hold the signature functions: let the model go
         for stage in (servable.metadata.get("evaluation") or {}):
             try:
                 metrics.EVAL_ACCURACY.remove(servable.model, str(servable.version), stage)

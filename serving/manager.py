@@ -13,6 +13,7 @@ message after a failed load).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -181,6 +182,7 @@ class ServableManager:
                 log.warning("model %s version %d: released with requests still running",
                             model.config.name, version)
             self._on_unloaded(servable)
+            gc.collect()                     # TensorFlow objects sit in reference cycles
             self._set_state(model, version, "END")
             log.info("model %s version %d unloaded", model.config.name, version)
 
