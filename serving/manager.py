@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from serving import metrics
 from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
-from serving.errors import ServingError, not_found, unavailable
+from serving.errors import not_found, unavailable
 from serving.loader import LoadResult, Servable, load_version
 from serving.source import VersionOnDisk, scan
 

@@ -14,13 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import export_tiny, image_bytes
-from tests.server_process import ServerHandle, start_server
+from tests.server_process import start_server
 
 POLL = 0.5
 
