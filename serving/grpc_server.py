@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -59,6 +59,7 @@ class ModelHealth(health.HealthServicer):
         self._core = core
         self._published: dict[str, int] = {}
         self._publish_lock = threading.Lock()   # not `_lock`: the base class uses that name
+        self._watchers: set[Callable[[Any], None]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="grpc-health", daemon=True)
 
@@ -83,6 +84,23 @@ class ModelHealth(health.HealthServicer):
         self.refresh()
         return super().Check(request, context)
 
+    def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext,
+              send_response_callback: Callable[[Any], None] | None = None) -> Any:
+        """As the base class, but remembered so that shutdown can end the stream: an open Watch
+        (gRPC client-side health checking keeps one) would otherwise hold the server's graceful
+        stop for the whole grace period."""
+        if send_response_callback is None:
+            return super().Watch(request, context)
+        send = _once_ended(send_response_callback)
+        with self._publish_lock:
+            self._watchers.add(send)
+        context.add_callback(lambda: self._forget(send))
+        return super().Watch(request, context, send)
+
+    def _forget(self, send: Callable[[Any], None]) -> None:
+        with self._publish_lock:
+            self._watchers.discard(send)
+
     def _loop(self) -> None:
         while not self._stop.wait(HEALTH_REFRESH_SECONDS):
             try:
@@ -91,9 +109,29 @@ class ModelHealth(health.HealthServicer):
                 log.exception("gRPC health refresh failed")
 
     def shut_down(self) -> None:
-        """NOT_SERVING for every service from now on (later refreshes are ignored)."""
+        """NOT_SERVING for every service from now on (later refreshes are ignored); open Watch
+        streams get that status and then end with OK."""
         self._stop.set()
         self.enter_graceful_shutdown()
+        with self._publish_lock:
+            watchers, self._watchers = list(self._watchers), set()
+        for send in watchers:
+            send(None)
+
+
+def _once_ended(send: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A Watch stream's send callback that ignores everything after the end (None) was sent, so
+    ending it at shutdown and the base class's end-on-close cannot send two final statuses."""
+    ended = threading.Event()
+
+    def guarded(response: Any) -> None:
+        if ended.is_set():
+            return
+        if response is None:
+            ended.set()
+        send(response)
+
+    return guarded
 
 
 class GrpcServer:

@@ -59,11 +59,11 @@ def _wait_for(condition, what: str, timeout: float = 60.0):
 def test_health_status_and_predict_follow_versions_on_disk(tmp_path: Path) -> None:
     base = tmp_path / MODEL
     base.mkdir()
-    # A batch of 4 waits up to 1.5 s to fill, and one batch may wait: a request of 3 images sits in
+    # A batch of 4 waits up to 2 s to fill, and one batch may wait: a request of 3 images sits in
     # the queue long enough to be in flight when the queue-full or the SIGTERM case comes.
     server = start_server("--model-name", MODEL, "--model-base-path", str(base), "--poll-interval", "0.3",
                           "--max-batch-size", "4", "--max-enqueued-batches", "1",
-                          "--batch-timeout-micros", "1500000", "--graceful-timeout", "10", wait_ready=False)
+                          "--batch-timeout-micros", "2000000", "--graceful-timeout", "10", wait_ready=False)
     with server, grpc.insecure_channel(server.grpc_target) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
         health = health_pb2_grpc.HealthStub(channel)
@@ -105,20 +105,28 @@ def test_health_status_and_predict_follow_versions_on_disk(tmp_path: Path) -> No
             health_pb2.HealthCheckResponse.SERVING
 
         # Queue full: 3 images wait in the queue, 2 more would overflow it -> UNAVAILABLE at once.
+        # (A batch of 2 runs first: the batcher runs a lone request at once only right after a
+        # batch of one; after real batches a request waits for its batch to fill.)
+        assert predictions.Predict(_predict_request(2), timeout=10).model_spec.version.value == 2
         waiting = _in_background(predictions.Predict, _predict_request(3))
         with pytest.raises(grpc.RpcError) as raised:
             predictions.Predict(_predict_request(2), timeout=10)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE and "queue full" in raised.value.details()
         assert waiting.result().model_spec.version.value == 2
 
-        # SIGTERM with a call in flight: new calls are refused, the in-flight call is answered,
-        # then the process exits cleanly.
+        # SIGTERM with a call in flight: health turns NOT_SERVING (an open Watch gets it and is
+        # then ended with OK by the server, not cancelled when the 10 s grace runs out), new calls
+        # are refused, the in-flight call is answered, the process exits 0.
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         in_flight = _in_background(predictions.Predict, _predict_request(3))
         server.proc.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         time.sleep(0.3)
         with pytest.raises(grpc.RpcError) as raised:
             predictions.Predict(_predict_request(), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         response = in_flight.result()
         assert response.model_spec.version.value == 2 and response.outputs["probabilities"].tensor_shape.dim[0].size == 3
+        assert list(watch) == [] and watch.code() == grpc.StatusCode.OK
         assert server.proc.wait(30) == 0
