@@ -45,7 +45,7 @@ def to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> np.n
                       f"at most {max_bytes} bytes can carry")
     try:
         return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, KeyError) as error:   # KeyError: DT_RESOURCE, DT_VARIANT, ...
         raise invalid(f"input {name!r}: cannot read tensor: {error}") from None
 
 

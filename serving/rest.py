@@ -158,14 +158,35 @@ def _body(core: ServingCore) -> bytes:
                         f"(--max-request-bytes)") from None
 
 
+MAX_JSON_DEPTH = 64   # tensors nest a few levels; deeper JSON only attacks the parser's recursion
+
+
 def _json_body(core: ServingCore) -> Any:
     data = _body(core)
     if not data.strip():
         raise invalid("the request body is empty; send a JSON object")
+    too_deep = invalid(f"the JSON body nests lists/objects deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(data)
+        value = json.loads(data)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as error:
         raise invalid(f"malformed JSON body: {error}") from None
+    if _nested_deeper(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest deeper than `limit` (iterative, so the check cannot recurse)."""
+    stack = [(value, 1)] if isinstance(value, (list, dict)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
 
 
 def _images() -> tuple[list[bytes], list[str] | None]:
