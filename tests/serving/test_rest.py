@@ -65,6 +65,18 @@ def test_predict_b64_instances_equals_the_saved_model(tiny_server: ServerHandle,
     np.testing.assert_allclose(columnar.json()["outputs"]["probabilities"], expected, atol=1e-6)
 
 
+def test_classify_tf_serving_examples(tiny_server: ServerHandle, direct) -> None:
+    answer = requests.post(f"{tiny_server.rest_url}/v1/models/tiny:classify",
+                           json={"examples": [{"image_bytes": b64(i)} for i in IMAGES[:2]]})
+    assert answer.status_code == 200, answer.text
+    expected = direct(IMAGES[:2])
+    for pairs, row in zip(answer.json()["result"], expected):
+        scores = dict(pairs)
+        np.testing.assert_allclose([scores[label] for label in TINY_LABELS], row, atol=1e-6)
+    bad = requests.post(f"{tiny_server.rest_url}/v1/models/tiny:classify", json={"examples": [{"x": b64(IMAGES[0])}]})
+    assert bad.status_code == 400 and "image_bytes" in bad.json()["error"]
+
+
 def test_predict_pixels_signature(tiny_server: ServerHandle) -> None:
     pixels = np.random.default_rng(0).uniform(0, 255, (2, TINY_SIZE, TINY_SIZE, 3)).round(1)
     answer = requests.post(f"{tiny_server.rest_url}/v1/models/tiny:predict",
