@@ -80,9 +80,10 @@ def measure(version_dir: str, images: list[bytes], *, batch1_calls: int, seconds
         call([image])
     model_rss = _rss_bytes() - rss_before
     sweep = [batch_throughput(call, images, b, seconds) for b in batches]
+    sweep_growth = _rss_bytes() - rss_before - model_rss
     best = max(sweep, key=lambda row: row["images_per_s"])
     return {"batch1": batch1_latency(call, images, batch1_calls), "sweep": sweep, "best": best,
-            "model_rss_bytes": model_rss}
+            "model_rss_bytes": model_rss, "sweep_rss_growth_bytes": sweep_growth}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="install: create bench/work/kserve-venv if missing; existing: use it only if present")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for `python -m serving` (repeat), e.g. --server-arg=--max-batch-size=32")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment variable for our server's process (repeat), e.g. MALLOC_ARENA_MAX=2")
     parser.add_argument("--docs", type=Path, default=None if smoke else REPO / "docs/benchmarks.md")
     parser.add_argument("--plot", type=Path, default=None if smoke else REPO / "docs/img/serving-benchmark.png")
     args = parser.parse_args(argv[1:])
@@ -61,6 +63,14 @@ def run_limit(workload: Workload, smoke: bool) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"bench.limit failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
+
+
+def stricter_limit(first: dict, second: dict) -> dict:
+    """The limit measured before and after the servers: keep the figures hardest for a server to meet
+    (higher best-batch throughput, lower batch-1 latency), so a noisy neighbour cannot flatter us."""
+    best = max(first["best"], second["best"], key=lambda row: row["images_per_s"])
+    batch1 = min(first["batch1"], second["batch1"], key=lambda row: row["p50_ms"])
+    return {**first, "best": best, "batch1": batch1, "runs": [first, second]}
 
 
 def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dict) -> None:
@@ -82,7 +92,8 @@ def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dic
 
 def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
     """Every API of ours at every concurrency, then (if asked) the memory phase on the same server."""
-    server, url, target = systems.start_ours(workload, logs, "throughput", args.server_arg)
+    env = dict(item.split("=", 1) for item in args.server_env)
+    server, url, target = systems.start_ours(workload, logs, "throughput", args.server_arg, env)
     with server:
         time.sleep(1.0)
         first_load = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
@@ -152,7 +163,7 @@ def main(argv: list[str]) -> int:
                      "mean_image_bytes": sum(map(len, workload.images)) / len(workload.images),
                      "model_bytes": workload.model_bytes},
         "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
-                     "server_args": args.server_arg},
+                     "server_args": args.server_arg, "server_env": args.server_env},
         "rows": [], "failures": [], "skipped": [],
     }
     print(f"workload: {workload.description}; limit ...", flush=True)
@@ -168,6 +179,9 @@ def main(argv: list[str]) -> int:
             except Exception as error:  # keep measuring the other systems; the failure is reported
                 results["failures"].append(f"{name}: {type(error).__name__}: {error}")
                 print(f"  {name} FAILED: {error}", flush=True)
+    if not args.smoke:
+        print("limit again (the stricter of the two runs is used) ...", flush=True)
+        results["limit"] = stricter_limit(results["limit"], run_limit(workload, args.smoke))
     results["duration_s"] = time.monotonic() - started
     results["host"]["load_avg_at_end"] = os.getloadavg()
     results["targets"] = report.targets(results)

@@ -97,14 +97,14 @@ def version_states(rest_url: str, name: str) -> dict[int, str]:
     return {int(s["version"]): s["state"] for s in body.get("model_version_status", [])}
 
 
-def start_ours(workload: Workload, logs: Path, tag: str, extra_args: list[str],
+def start_ours(workload: Workload, logs: Path, tag: str, extra_args: list[str], env: dict[str, str] | None = None,
                poll_interval: float = 0.5) -> tuple[ServerProcess, str, str]:
     """Our server on free ports; returns (process, REST base URL, gRPC target) once v1 is AVAILABLE."""
     rest, grpc_port = free_port(), free_port()
     command = [PYTHON, "-m", "serving", "--model-name", workload.name, "--model-base-path", str(workload.base_path),
                "--host", "127.0.0.1", "--rest-port", str(rest), "--grpc-port", str(grpc_port),
                "--poll-interval", str(poll_interval), *extra_args]
-    server = ServerProcess(f"ours ({tag})", command, logs / f"ours-{tag}.log", cwd=REPO)
+    server = ServerProcess(f"ours ({tag})", command, logs / f"ours-{tag}.log", cwd=REPO, env=env)
     url = f"http://127.0.0.1:{rest}"
     server.wait_ready(lambda: version_states(url, workload.name).get(1) == "AVAILABLE", timeout=180)
     return server, url, f"127.0.0.1:{grpc_port}"

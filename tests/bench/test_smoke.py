@@ -73,7 +73,7 @@ def test_memory_phase_swapped_every_version(smoke):
 def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
     results, stdout = smoke
     assert not results["failures"]
-    assert len(results["targets"]) == 6
+    assert len(results["targets"]) == 7
     for target in results["targets"]:
         assert target["passed"] in (True, False), target
         assert math.isfinite(target["measured"])
