@@ -55,12 +55,14 @@ class LocalBackend:
         self.python = python
         self._children: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
 
     def _path(self, job_id: str, suffix: str) -> Path:
         return self.jobs_dir / f"{job_id}{suffix}"
 
     def _save(self, record: JobRecord) -> None:
-        tmp = self._path(record.id, ".json.tmp")
+        """Write-then-rename, so a reader never sees half a record."""
+        tmp = self._path(record.id, f".json.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(record.to_dict(), indent=1))
         os.replace(tmp, self._path(record.id, ".json"))
 
@@ -85,7 +87,17 @@ class LocalBackend:
         self._save(record)
 
     def _refresh(self, record: JobRecord) -> JobRecord:
-        """Bring a RUNNING record up to date from its exit file or its process; save if it changed."""
+        """Bring a RUNNING record up to date from its exit file or its process; save if it changed.
+
+        Serialized: the manager's refresher and request threads may look at the same job at once.
+        """
+        if record.state != RUNNING:
+            return record
+        with self._refresh_lock:
+            current = self._load(record.id)
+            return self._update(current) if current is not None else record
+
+    def _update(self, record: JobRecord) -> JobRecord:
         if record.state != RUNNING:
             return record
         with self._lock:
@@ -93,11 +105,14 @@ class LocalBackend:
         if child is not None and child.poll() is not None:  # reap our own child
             with self._lock:
                 self._children.pop(record.id, None)
+        # Liveness first, then the exit file: the runner writes the file before it exits, so a
+        # runner seen dead here has either left its status or died without one.
+        alive = self._alive(record)
         exit_file = self._path(record.id, ".exit.json")
         if exit_file.exists():
             status = json.loads(exit_file.read_text())
             self._finish(record, status["exit_code"], status["finished_at"])
-        elif not self._alive(record):
+        elif not alive:
             record.state, record.finished_at = FAILED, utc_timestamp()
             record.exit_reason = "the trainer's runner process is gone without an exit status " \
                                  "(killed, or the host restarted)"
@@ -129,19 +144,25 @@ class LocalBackend:
     def cancel(self, record: JobRecord) -> JobRecord:
         """SIGTERM to the runner, which passes it on: the trainer unwinds (staging cleaned up) and
         the exit status is still recorded. The record says it was cancelled."""
-        record.details["cancel_requested"] = True
-        self._save(record)
+        with self._refresh_lock:
+            record = self._load(record.id) or record
+            record.details["cancel_requested"] = True
+            self._save(record)
         if self._alive(record):
             os.kill(record.details["pid"], signal.SIGTERM)
         return record
 
-    def get_job(self, job_id: str) -> JobRecord | None:
+    def _load(self, job_id: str) -> JobRecord | None:
         path = self._path(job_id, ".json")
         if not job_id.isalnum() or not path.exists():
             return None
-        return self._refresh(JobRecord.from_dict(json.loads(path.read_text())))
+        return JobRecord.from_dict(json.loads(path.read_text()))
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        record = self._load(job_id)
+        return None if record is None else self._refresh(record)
 
     def list_jobs(self) -> list[JobRecord]:
-        ids = [p.name[: -len(".json")] for p in self.jobs_dir.glob("*.json") if not p.name.endswith(".exit.json")]
+        ids = [p.name[: -len(".json")] for p in self.jobs_dir.glob("*.json") if p.name.count(".") == 1]
         records = [self.get_job(i) for i in ids]
         return sorted((r for r in records if r is not None), key=lambda r: (r.created_at, r.id))

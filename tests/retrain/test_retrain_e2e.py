@@ -78,7 +78,9 @@ def server_args(paths: dict[str, Path]) -> list[str]:
 def wait_job(url: str, job_id: str, timeout: float = 150) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = requests.get(f"{url}/v1/jobs/{job_id}", headers=AUTH, timeout=30).json()
+        answer = requests.get(f"{url}/v1/jobs/{job_id}", headers=AUTH, timeout=30)
+        assert answer.status_code == 200, answer.text
+        job = answer.json()
         if job["state"] in ("SUCCEEDED", "FAILED"):
             return job
         time.sleep(0.5)
