@@ -74,6 +74,8 @@ class JobManager:
         record = self.backend.get_job(job_id)
         if record is None:
             raise ServingError("NOT_FOUND", f"no retrain job {job_id!r}")
+        if record.state in FINAL_STATES and record.id not in self._counted:
+            self.list()   # a client that sees a job end also sees it in the metrics
         return record
 
     def cancel(self, job_id: str) -> JobRecord:
