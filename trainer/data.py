@@ -103,6 +103,11 @@ def validate(folder: ImageFolder) -> ImageFolder:
     return folder
 
 
+def _cut(count: int, fraction: float) -> int:
+    """Images of one class for a held-out split: at least one unless the split comes from elsewhere."""
+    return max(1, round(count * fraction)) if fraction > 0 else 0
+
+
 def stratified_split(folder: ImageFolder, seed: int, val_fraction: float,
                      test_fraction: float) -> tuple[Split, Split, Split]:
     """Per class: shuffle by seed, then cut test and validation off the front (>= 1 each)."""
@@ -111,10 +116,10 @@ def stratified_split(folder: ImageFolder, seed: int, val_fraction: float,
     for index, name in enumerate(folder.class_names):
         paths = [str(p) for p in folder.files[name]]
         order = rng.permutation(len(paths))
-        if len(paths) < 3:
-            raise TrainerError(f"class {name} has {len(paths)} readable images; a split needs 3")
-        n_test = max(1, round(len(paths) * test_fraction))
-        n_val = max(1, round(len(paths) * val_fraction))
+        n_test, n_val = _cut(len(paths), test_fraction), _cut(len(paths), val_fraction)
+        if len(paths) < n_test + n_val + 1:
+            raise TrainerError(f"class {name} has {len(paths)} readable images; the split needs "
+                               f"{n_test + n_val + 1}")
         cuts = [order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]]
         for (split_paths, split_labels), chosen in zip(parts, cuts):
             split_paths += [paths[i] for i in sorted(chosen)]

@@ -73,7 +73,8 @@ def load_splits(config: TrainConfig) -> Splits:
 def _run_key(config: TrainConfig, fingerprint: str) -> str:
     """Identifies "the same run" for --resume: same data and the same stage-1 arguments (stage 2
     and reporting options may change between the interrupted run and its resumption)."""
-    relevant = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_STAGE1}
+    relevant = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in _NOT_STAGE1 or (config.from_scratch and k == "ft_epochs")}
     return hashlib.sha256(json.dumps([relevant, fingerprint], sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
 """Folder discovery, validation of broken files, the stratified split, and one-line CLI errors."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -67,3 +68,26 @@ def test_cli_error_is_one_line_exit_2_without_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [f"error: class folder {tmp_path / 'data' / 'empty'} "
                                                 "has no images (.jpg .png .gif .bmp)"]
     assert not (tmp_path / "models").exists()
+
+
+def test_split_without_validation_share_keeps_those_images_for_training(tiny_data):
+    """With --val-data given, no image of --data is held back for a validation split."""
+    folder = validate(discover(tiny_data))
+    train, val, test = stratified_split(folder, seed=1, val_fraction=0.0, test_fraction=0.25)
+    assert len(val) == 0 and len(test) == 9 and len(train) == 27
+
+
+def test_val_and_test_folders_replace_the_split(tiny_data, tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.train import load_splits
+
+    val, test = make_dataset(tmp_path / "val", 2, corrupt=False), make_dataset(tmp_path / "test", 3, corrupt=False)
+    splits = load_splits(TrainConfig(data=str(tiny_data), model_name="m", model_base_path="",
+                                     val_data=str(val), test_data=str(test)))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (36, 6, 9)
+    assert all(p.startswith(str(test)) for p in splits.test.paths)
+    (tmp_path / "test" / "purple").mkdir()  # extra folders there are ignored; missing ones are not
+    shutil.rmtree(tmp_path / "test" / "red")
+    with pytest.raises(TrainerError, match=r"lacks class folders \['red'\]"):
+        load_splits(TrainConfig(data=str(tiny_data), model_name="m", model_base_path="",
+                                test_data=str(test)))
