@@ -24,7 +24,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from tests.conftest import REPO
 from tests.fuzz import clients
-from tests.fuzz.test_corpus import png_raw, zlib_bomb_png
+from tests.fuzz.images import png_raw, zlib_bomb_png
 from tests.helpers import export_tiny, image_bytes
 from tests.server_process import ServerHandle, start_server
 
