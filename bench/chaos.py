@@ -507,8 +507,8 @@ def run(short: bool, work: Path = WORK, log: Callable[[str], None] = print) -> R
         server.wait("/readyz")
         server.wait_grpc_serving()
         # The window closes when both protocols are ready plus the clients' longest reconnect
-        # backoff: a gRPC channel in backoff has not tried the new server yet.
-        windows["shutdown"] = (started, time.monotonic() + RECONNECT_BACKOFF)
+        # backoff (gRPC jitters it by up to 20 %): a channel in backoff has not tried the new server.
+        windows["shutdown"] = (started, time.monotonic() + RECONNECT_BACKOFF * 1.2)
         time.sleep(2.0 if short else 5.0)
         memory.append(("after restart", server.worker_rss()))
         phase("SIGTERM + restart", started, f"(exit code {exit_code} after {shutdown_seconds:.1f} s)")
