@@ -74,10 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
 def _train(args: argparse.Namespace) -> int:
     from trainer.data import discover
 
@@ -103,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    from trainer import termination
+
+    previous = termination.install()
     try:
         return _train(args) if args.command == "train" else _predict(args)
     except TrainerError as error:
@@ -113,4 +111,4 @@ def main(argv: list[str] | None = None) -> int:
         print("terminated: training stopped, no version exported", file=sys.stderr)
         return EXIT_TERMINATED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        termination.restore(previous)

@@ -13,9 +13,20 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.model import Classifier, inference_function, unfreeze_top
+from trainer.termination import check as check_termination
 
 log = logging.getLogger(__name__)
 LOSS = "sparse_categorical_crossentropy"
+
+
+class TerminationCheck(keras.callbacks.Callback):
+    """Stops fit() within one batch of a SIGTERM (see trainer.termination)."""
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        check_termination()
+
+    def on_test_batch_end(self, batch, logs=None) -> None:
+        check_termination()
 
 
 @dataclass
@@ -51,7 +62,7 @@ def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
         classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
     started = time.perf_counter()
     history = classifier.model.fit(train, validation_data=val, epochs=epochs, shuffle=False,
-                                   verbose=verbose)  # the dataset shuffles itself
+                                   callbacks=[TerminationCheck()], verbose=verbose)
     return _finish(history, started, train_images)
 
 
@@ -80,7 +91,8 @@ def cached_feature_extraction(classifier: Classifier, strategy: tf.distribute.St
     with strategy.scope():
         classifier.head.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
     history = classifier.head.fit(train_x, train_y, batch_size=batch_size, epochs=epochs,
-                                  validation_data=(val_x, val_y), shuffle=True, verbose=verbose)
+                                  validation_data=(val_x, val_y), shuffle=True,
+                                  callbacks=[TerminationCheck()], verbose=verbose)
     run = _finish(history, started, len(train_x))
     run.feature_seconds = feature_seconds
     return run
@@ -99,6 +111,7 @@ def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
     started = time.perf_counter()
-    history = classifier.model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
-                                   shuffle=False, verbose=verbose)
+    history = classifier.model.fit(train, validation_data=val, epochs=epochs,
+                                   callbacks=[stop, TerminationCheck()], shuffle=False,
+                                   verbose=verbose)
     return _finish(history, started, train_images)

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 
 from trainer import data as datasets
+from trainer import termination
 from trainer.backbones import get_backbone
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
@@ -151,6 +152,7 @@ def run(config: TrainConfig) -> TrainResult:
         "stages": {name: stage.as_dict() for name, stage in stages.items()},
         "evaluation": evaluation,
     }
+    termination.check()  # a SIGTERM swallowed during evaluation still stops the run here
     warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
     version_dir = export_version(classifier.model, config.model_base_path, model_name=config.model_name,
                                  labels=splits.class_names, image_size=image_size, metadata=metadata,
