@@ -176,7 +176,10 @@ def update_document(document: str, heading: str, generated: str) -> str:
 def generated_section(results: dict, plot_path: Path | None) -> str:
     """The machine-written part of `## Serving`: setup, table, verdicts, memory, plot."""
     host, settings, limit = results["host"], results["settings"], results["limit"]
-    sweep = ", ".join(f"{r['batch']}: {r['images_per_s']:.0f}" for r in limit["sweep"])
+    runs = limit.get("runs", [limit])
+    sweep = "; ".join(("before the servers: " if len(runs) > 1 and i == 0 else "after them: " if i else "")
+                      + ", ".join(f"{r['batch']}: {r['images_per_s']:.0f}" for r in run["sweep"])
+                      for i, run in enumerate(runs))
     parts = [
         f"Run of {results['started_at']} ({results['duration_s'] / 60:.1f} min), {host['cpus']} CPUs, "
         f"load average at start {host['load_avg_at_start'][0]:.2f}, at end {host['load_avg_at_end'][0]:.2f}. "
@@ -184,7 +187,7 @@ def generated_section(results: dict, plot_path: Path | None) -> str:
         f"(mean {results['workload']['mean_image_bytes'] / 1024:.0f} kB), one image per request. "
         f"Closed loop, {settings['warmup']:.0f} s warm-up + {settings['seconds']:.0f} s measured per row. "
         f"Server flags beyond the defaults: `{' '.join(settings['server_args']) or 'none'}`.",
-        f"Limit sweep (batch: images/s): {sweep}.",
+        f"Limit sweep (batch: images/s; the table keeps the stricter figures): {sweep}.",
         table(results),
         verdicts(results),
         memory_text(results),
