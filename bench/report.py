@@ -185,7 +185,7 @@ def generated_section(results: dict, plot_path: Path | None) -> str:
         f"load average at start {host['load_avg_at_start'][0]:.2f}, at end {host['load_avg_at_end'][0]:.2f}. "
         f"Workload: {results['workload']['description']}; {results['workload']['images']} fixed JPEGs "
         f"(mean {results['workload']['mean_image_bytes'] / 1024:.0f} kB), one image per request. "
-        f"Closed loop, {settings['warmup']:.0f} s warm-up + {settings['seconds']:.0f} s measured per row. "
+        f"Closed loop, {settings['warmup']:g} s warm-up + {settings['seconds']:g} s measured per row. "
         f"Server flags beyond the defaults: `{' '.join(settings['server_args']) or 'none'}`.",
         f"Limit sweep (batch: images/s; the table keeps the stricter figures): {sweep}.",
         table(results),
