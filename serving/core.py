@@ -76,6 +76,7 @@ class ServingCore:
             load_retry_interval=options.load_retry_interval, max_load_retries=options.max_load_retries,
             on_available=self._attach, on_unloaded=self._detach)
         self.predictions = PredictionStore(options.prediction_store_size)
+        metrics.serve_models(self.manager.model_names())
         self._draining = threading.Event()
         self._stopped = threading.Event()
 
@@ -111,6 +112,7 @@ class ServingCore:
         batching = self.manager.model_config(servable.model).batching
         servable.queues = {name: BatchQueue(signature.run, batching, servable.model, servable.version, name)
                            for name, signature in servable.signatures.items()}
+        metrics.start_version_series(servable.model, servable.version)
         for stage, figures in (servable.metadata.get("evaluation") or {}).items():
             if isinstance(figures, dict) and isinstance(figures.get("accuracy"), (int, float)):
                 metrics.EVAL_ACCURACY.labels(servable.model, str(servable.version), stage).set(figures["accuracy"])

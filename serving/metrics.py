@@ -57,6 +57,27 @@ RETRAIN_RUNNING = Gauge("serving_retrain_jobs_running", "Retrain jobs running no
                         registry=REGISTRY)
 
 STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
+UNKNOWN_MODEL = "_unknown"
+_served_models: frozenset[str] = frozenset()
+
+
+def serve_models(names: list[str]) -> None:
+    """Name the configured models. Requests for any other name are counted under
+    UNKNOWN_MODEL: a client inventing model names must not create unbounded label series."""
+    global _served_models
+    _served_models = frozenset(names)
+
+
+def model_label(name: str) -> str:
+    """The `model` label for a requested name: itself if configured, else UNKNOWN_MODEL."""
+    return name if name in _served_models or not name else UNKNOWN_MODEL
+
+
+def start_version_series(model: str, version: int) -> None:
+    """Create a new version's feedback counters at 0, so `increase()` over them counts the
+    version's first feedback too (a counter born at its first increment loses that step)."""
+    FEEDBACK.labels(model, str(version))
+    FEEDBACK_CORRECT.labels(model, str(version))
 
 
 def set_version_state(model: str, version: int, state: str) -> None:
@@ -101,6 +122,6 @@ def track_request(model: str, api: str, protocol: str) -> Iterator[RequestTrack]
         track.outcome = "internal"
         raise
     finally:
-        version = str(track.version)
-        REQUESTS.labels(model, version, api, protocol, track.outcome).inc()
-        REQUEST_DURATION.labels(model, version, api, protocol).observe(time.perf_counter() - started)
+        version, label = str(track.version), model_label(model)
+        REQUESTS.labels(label, version, api, protocol, track.outcome).inc()
+        REQUEST_DURATION.labels(label, version, api, protocol).observe(time.perf_counter() - started)
