@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Mapping
@@ -96,3 +97,40 @@ def start_server(*server_args: str, env: Mapping[str, str] | None = None, grpc: 
         handle.stop()
         raise
     return handle
+
+
+class ClassifyLoop(threading.Thread):
+    """A client classifying one image in a loop while something else happens (a hot swap, a
+    retrain): every status code, answering version and failure is kept for the test to judge."""
+
+    def __init__(self, url: str, image: bytes, model: str = "tiny", pause: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.url, self.image, self.model, self.pause = url, image, model, pause
+        self.stop_flag = threading.Event()
+        self.statuses: list[int] = []
+        self.versions: list[int] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop_flag.is_set():
+            try:
+                answer = session.post(f"{self.url}/v1/models/{self.model}:classify_image", data=self.image,
+                                      headers={"Content-Type": "image/jpeg"}, timeout=60)
+                self.statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    self.versions.append(answer.json()["version"])
+                else:
+                    self.failures.append(f"{answer.status_code} {answer.text}")
+            except requests.RequestException as error:
+                self.failures.append(repr(error))
+            time.sleep(self.pause)
+
+    def wait_for_version(self, version: int, timeout: float) -> float:
+        """Seconds until the newest answer came from `version`; AssertionError after timeout."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.versions and self.versions[-1] == version:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"version {version} not served after {timeout}s (last: {self.versions[-3:]})")

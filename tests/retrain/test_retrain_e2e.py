@@ -5,7 +5,6 @@ Token cases give 401, a second retrain while one runs gives 409, and a restarted
 lists the finished job."""
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import requests
 from PIL import Image
 
 from tests.helpers import TINY_LABELS, export_tiny, image_bytes
-from tests.server_process import start_server
+from tests.server_process import ClassifyLoop, start_server
 
 TOKEN = "e2e-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,28 +34,6 @@ def make_dataset(root: Path) -> None:
             Image.fromarray(pixels).save(folder / f"{i}.png")
 
 
-class Predictor(threading.Thread):
-    """Classifies an image in a loop while the retrain runs; keeps every failure and version."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.stop_flag = url, threading.Event()
-        self.versions: list[int] = []
-        self.failures: list[str] = []
-
-    def run(self) -> None:
-        session = requests.Session()
-        while not self.stop_flag.is_set():
-            try:
-                answer = session.post(f"{self.url}/v1/models/tiny:classify_image", data=image_bytes(5),
-                                      headers={"Content-Type": "image/jpeg"}, timeout=60)
-                if answer.status_code == 200:
-                    self.versions.append(answer.json()["version"])
-                else:
-                    self.failures.append(f"{answer.status_code} {answer.text}")
-            except requests.RequestException as error:
-                self.failures.append(repr(error))
-            time.sleep(0.05)   # leave the two CPUs to the trainer
 
 
 @pytest.fixture()
@@ -97,7 +74,7 @@ def test_retrain_through_the_real_server(setup: dict[str, Path]) -> None:
         assert requests.get(f"{url}/v1/jobs", timeout=30).status_code == 401
         assert requests.post(retrain, json={**RETRAIN, "rm": 1}, headers=AUTH, timeout=30).status_code == 400
 
-        predictor = Predictor(url)
+        predictor = ClassifyLoop(url, image_bytes(5), pause=0.05)  # leave the CPUs to the trainer
         predictor.start()
         accepted = requests.post(retrain, json=RETRAIN, headers=AUTH, timeout=30)
         assert accepted.status_code == 202, accepted.text

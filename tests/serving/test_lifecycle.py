@@ -19,42 +19,9 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import export_tiny, image_bytes
-from tests.server_process import start_server
+from tests.server_process import ClassifyLoop, start_server
 
 POLL = 0.5
-
-
-class Client(threading.Thread):
-    """Classifies an image in a loop; remembers every status code and answering version."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.stop_flag = url, threading.Event()
-        self.statuses: list[int] = []
-        self.versions: list[int] = []
-        self.failures: list[str] = []
-
-    def run(self) -> None:
-        session = requests.Session()
-        while not self.stop_flag.is_set():
-            try:
-                answer = session.post(f"{self.url}/v1/models/tiny:classify_image", data=image_bytes(3),
-                                      headers={"Content-Type": "image/jpeg"}, timeout=30)
-                self.statuses.append(answer.status_code)
-                if answer.status_code == 200:
-                    self.versions.append(answer.json()["version"])
-                else:
-                    self.failures.append(answer.text)
-            except requests.RequestException as error:
-                self.failures.append(repr(error))
-
-    def wait_for_version(self, version: int, timeout: float) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.versions and self.versions[-1] == version:
-                return time.monotonic() - started
-            time.sleep(0.05)
-        raise AssertionError(f"version {version} not served after {timeout}s (last: {self.versions[-3:]})")
 
 
 def _metric(url: str, name: str, **labels: str) -> float:
@@ -94,7 +61,7 @@ def test_hot_swap_broken_version_and_deletion_with_no_failed_request(tmp_path: P
     with start_server("--model-name", "tiny", "--model-base-path", str(base), "--poll-interval", str(POLL),
                       "--load-retry-interval", "0.5") as server:
         url = server.rest_url
-        client = Client(url)
+        client = ClassifyLoop(url, image_bytes(3))
         client.start()
         client.wait_for_version(1, 10)
 
