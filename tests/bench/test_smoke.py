@@ -74,7 +74,12 @@ def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
     results, stdout = smoke
     assert not results["failures"]
     assert len(results["targets"]) == 7
+    kserve_skipped = any(s.startswith("kserve") for s in results["skipped"])
     for target in results["targets"]:
+        if kserve_skipped and "kserve" in target["target"]:
+            # no peer measured (its venv is made only by `make bench-serve`): no verdict either
+            assert target["passed"] is None and target["measured"] is None, target
+            continue
         assert target["passed"] in (True, False), target
         assert math.isfinite(target["measured"])
     assert "| ours | REST :predict b64 | 16 |" in stdout
