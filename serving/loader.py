@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
 IMAGE_INPUT = "image_bytes"
+PIXELS_SIGNATURE = "predict_pixels"
+PIXELS_INPUT = "images"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 100
 # The model-version contract (docs/model-format.md): signature -> (inputs, outputs) it must have.
 REQUIRED_SIGNATURES: dict[str, tuple[set[str], set[str]]] = {
     DEFAULT_SIGNATURE: ({IMAGE_INPUT}, {"probabilities", "classes", "labels"}),
-    "predict_pixels": ({"images"}, {"probabilities", "classes", "labels"}),
+    PIXELS_SIGNATURE: ({PIXELS_INPUT}, {"probabilities", "classes", "labels"}),
 }
 
 
@@ -153,23 +155,59 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
         raise ValueError(f"model has {probabilities.shape[-1]} classes but labels.txt lists {len(class_names)}")
 
 
-def _warm_up(servable: Servable) -> int:
-    """Replay the version's PredictionLog warm-up records (TF Serving's format). Returns count."""
+def _warm_up(servable: Servable, batch_size: int) -> int:
+    """Replay the version's PredictionLog warm-up records (TF Serving's format), then run each
+    signature once at `batch_size` (the batcher's max_batch_size). Returns the calls made.
+
+    The first call at a batch size allocates its activations and builds oneDNN primitives for
+    that shape: for MobileNetV2 at 160 px, ~240 MB and several times the steady-state latency at
+    batch 32. Doing it here, before the version is AVAILABLE, means the first full batch of live
+    traffic after a swap is not the one that pays (docs/serving.md "Warm-up").
+    """
+    images = _replay_warmup_records(servable)
+    calls = len(images)
+    if batch_size > 1 and images:
+        for name, inputs in _full_batches(servable, images, batch_size).items():
+            servable.signatures[name].run(inputs)
+            calls += 1
+    return calls
+
+
+def _replay_warmup_records(servable: Servable) -> list[bytes]:
+    """Run every predict request of assets.extra/tf_serving_warmup_requests; returns the encoded
+    images they sent to the image signature (the material for the full-batch warm-up)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
     path = servable.path / "assets.extra" / WARMUP_FILE
     if not path.exists():
-        return 0
-    count = 0
+        return []
+    images: list[bytes] = []
     for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
         entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         if not entry.HasField("predict_log"):
             continue
         request = entry.predict_log.request
-        signature = servable.signatures[request.model_spec.signature_name or DEFAULT_SIGNATURE]
-        signature.run({name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})
-        count += 1
-    return count
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        servable.signatures[name].run(inputs)
+        if name == DEFAULT_SIGNATURE and IMAGE_INPUT in inputs:
+            images.extend(inputs[IMAGE_INPUT].reshape(-1).tolist())
+    return images
+
+
+def _full_batches(servable: Servable, images: list[bytes], batch_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """One `batch_size` batch per contract signature, from the warm-up images replicated: the
+    image signature gets the encoded bytes, predict_pixels the same images decoded and resized
+    with the trainer's own ops (the pixel input a client of that signature would send)."""
+    from trainer.imaging import decode_batch
+
+    encoded = np.array([images[i % len(images)] for i in range(batch_size)], dtype=object)
+    batches = {DEFAULT_SIGNATURE: {IMAGE_INPUT: encoded}}
+    pixels = servable.signatures.get(PIXELS_SIGNATURE)
+    spec = pixels.inputs.get(PIXELS_INPUT) if pixels else None
+    if spec is not None and spec.shape is not None and len(spec.shape) == 4 and spec.shape[1]:
+        batches[PIXELS_SIGNATURE] = {PIXELS_INPUT: decode_batch(tf.constant(encoded), spec.shape[1]).numpy()}
+    return batches
 
 
 def _read_class_names(path: Path) -> list[str]:
@@ -186,8 +224,12 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         return {}
 
 
-def load_version(model: str, version: int, path: Path) -> LoadResult:
-    """Load, check and warm up one version. Never raises: failures come back as `error`."""
+def load_version(model: str, version: int, path: Path, *, warmup_batch_size: int = 1) -> LoadResult:
+    """Load, check and warm up one version. Never raises: failures come back as `error`.
+
+    `warmup_batch_size` is the largest batch the version will see (the batcher's max_batch_size);
+    the warm-up runs every signature once at that size too, so the version is warm for it before
+    the manager marks it AVAILABLE."""
     started = time.perf_counter()
     try:
         defs = read_signature_defs(path)
@@ -201,8 +243,8 @@ def load_version(model: str, version: int, path: Path) -> LoadResult:
         }
         servable = Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
                             saved_model)
-        warmed = _warm_up(servable)
-        log.info("model %s version %d loaded from %s (%d warm-up requests) in %.2fs",
+        warmed = _warm_up(servable, warmup_batch_size)
+        log.info("model %s version %d loaded from %s (%d warm-up calls) in %.2fs",
                  model, version, path, warmed, time.perf_counter() - started)
         return LoadResult(servable, None, time.perf_counter() - started)
     except Exception as error:  # noqa: BLE001 - any failure of a version must not reach the server
