@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer import distributed_loop
 from trainer.model import Classifier, inference_function, unfreeze_top
 from trainer.termination import check as check_termination
 
@@ -54,6 +55,16 @@ def _finish(history: keras.callbacks.History, started: float, images: int) -> St
                     val_loss[best], val_acc[best])
 
 
+def _fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dataset,
+         val: tf.data.Dataset, *, epochs: int, callbacks: list, verbose: int) -> keras.callbacks.History:
+    """model.fit, or its multi-worker stand-in (fit cannot drive MultiWorkerMirroredStrategy)."""
+    if distributed_loop.is_multi_worker(strategy):
+        return distributed_loop.train(model, strategy, train, val, epochs=epochs, callbacks=callbacks,
+                                      verbose=verbose)
+    return model.fit(train, validation_data=val, epochs=epochs, shuffle=False, callbacks=callbacks,
+                     verbose=verbose)
+
+
 def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
                        train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int,
                        learning_rate: float, train_images: int, verbose: int = 2) -> StageRun:
@@ -61,8 +72,8 @@ def feature_extraction(classifier: Classifier, strategy: tf.distribute.Strategy,
     with strategy.scope():
         classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
     started = time.perf_counter()
-    history = classifier.model.fit(train, validation_data=val, epochs=epochs, shuffle=False,
-                                   callbacks=[TerminationCheck()], verbose=verbose)
+    history = _fit(classifier.model, strategy, train, val, epochs=epochs,
+                   callbacks=[TerminationCheck()], verbose=verbose)
     return _finish(history, started, train_images)
 
 
@@ -111,7 +122,6 @@ def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
     started = time.perf_counter()
-    history = classifier.model.fit(train, validation_data=val, epochs=epochs,
-                                   callbacks=[stop, TerminationCheck()], shuffle=False,
-                                   verbose=verbose)
+    history = _fit(classifier.model, strategy, train, val, epochs=epochs,
+                   callbacks=[stop, TerminationCheck()], verbose=verbose)
     return _finish(history, started, train_images)

@@ -23,6 +23,8 @@ from trainer import termination
 from trainer.backbones import get_backbone
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
+from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
+from trainer.errors import TrainerError
 from trainer.evaluate import comparison_table, evaluate
 from trainer.export import export_version
 from trainer.model import Classifier, build_classifier
@@ -112,8 +114,23 @@ def _drop_checkpoint(checkpoint: Path) -> None:
         pass  # other runs' checkpoints are still there
 
 
+def _cluster(config: TrainConfig) -> ClusterSpec | None:
+    """The multi-worker cluster from the environment (None: one machine), refusing the options
+    that would let the workers' steps diverge (a cached-feature or resumed stage on one worker)."""
+    try:
+        cluster = cluster_from_environment()
+    except ValueError as error:
+        raise TrainerError(str(error)) from None
+    if cluster and (config.cache_features or config.resume):
+        raise TrainerError("--cache-features and --resume are not supported in multi-worker training")
+    return cluster
+
+
 def run(config: TrainConfig) -> TrainResult:
     """Train, evaluate after each stage, export the next version; returns what was made."""
+    cluster = _cluster(config)
+    strategy = select_strategy(config.devices, cluster)  # first TF op: multi-worker requires it
+    base_path = export_base_path(Path(config.model_base_path), cluster)  # scratch on non-chiefs
     backbone = get_backbone(config.backbone)
     splits = load_splits(config)
     image_size = config.image_size or backbone.default_size
@@ -122,7 +139,6 @@ def run(config: TrainConfig) -> TrainResult:
              len(splits.class_names), len(splits.train), len(splits.val), len(splits.test),
              len(splits.skipped))
     keras.utils.set_random_seed(config.seed)
-    strategy = select_strategy(config.devices)
     train_ds = image_dataset(splits.train, image_size, config.batch_size, training=True,
                              augment=config.augment, seed=config.seed)
     val_ds = image_dataset(splits.val, image_size, config.batch_size)
@@ -131,7 +147,7 @@ def run(config: TrainConfig) -> TrainResult:
         classifier = build_classifier(backbone, len(splits.class_names), image_size, config.weights,
                                       dropout=config.dropout, hidden_units=config.hidden_units,
                                       from_scratch=config.from_scratch, bn_momentum=config.bn_momentum)
-    checkpoint = Path(config.model_base_path) / CHECKPOINTS / _run_key(config, fingerprint)
+    checkpoint = base_path / CHECKPOINTS / _run_key(config, fingerprint)
     stages = {"stage1": _stage1(config, classifier, strategy, train_ds, val_ds, splits, image_size,
                                 checkpoint)}
     evaluation = {"stage1": evaluate(classifier.model, test_ds, splits.class_names)}
@@ -154,7 +170,7 @@ def run(config: TrainConfig) -> TrainResult:
     }
     termination.check()  # a SIGTERM swallowed during evaluation still stops the run here
     warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
-    version_dir = export_version(classifier.model, config.model_base_path, model_name=config.model_name,
+    version_dir = export_version(classifier.model, base_path, model_name=config.model_name,
                                  labels=splits.class_names, image_size=image_size, metadata=metadata,
                                  warmup_images=warmup)
     _drop_checkpoint(checkpoint)

@@ -75,3 +75,72 @@ def test_two_workers_train_in_sync_on_loopback(tmp_path: Path) -> None:
     for a, b in zip(results[0]["weights"], results[1]["weights"]):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert np.abs(results[0]["weights"][1]).max() > 1e-4   # the bias started at 0: it trained
+
+
+def _named_variables(loaded) -> dict[str, np.ndarray]:
+    """Variable name -> value of a loaded SavedModel (by name: the checkpoint's order is not stable)."""
+    variables = loaded.variables
+    named = {v.name: v.numpy() for v in variables}
+    assert len(named) == len(variables) > 0
+    return named
+
+
+def test_trainer_cli_trains_across_two_workers(tmp_path: Path) -> None:
+    """The real `python -m trainer train`, twice, as worker 0 and worker 1 of one TF_CONFIG
+    cluster on loopback: both finish, the chief alone publishes a servable version, and the
+    non-chief's throwaway export holds the very same trained variables."""
+    from tests.trainer.conftest import make_dataset, tinted_image, tiny_args
+
+    data, base = make_dataset(tmp_path / "data", corrupt=False), tmp_path / "models"
+    workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    procs, logs = [], []
+    for index in (0, 1):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir()
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(scratch), "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        env.pop("TRAINER_WORKER_HOSTS", None)
+        logs.append((tmp_path / f"out{index}.txt", tmp_path / f"err{index}.txt"))
+        with open(logs[-1][0], "wb") as out, open(logs[-1][1], "wb") as err:
+            procs.append(subprocess.Popen([sys.executable, "-m", "trainer", *tiny_args(data, base)],
+                                          cwd=REPO, env=env, stdout=out, stderr=err))
+    try:
+        codes = [p.wait(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert codes == [0, 0], [err.read_text()[-3000:] for _, err in logs]
+    chief_dir, other_dir = (Path(out.read_text().split()[-1]) for out, _ in logs)
+    assert chief_dir == base / "1" and sorted(p.name for p in base.iterdir()) == ["1"]
+    assert other_dir.parent.parent == tmp_path / "tmp1"   # the non-chief's throwaway export
+
+    import tensorflow as tf
+
+    from trainer.export import read_metadata
+
+    assert read_metadata(chief_dir)["devices"]["replicas"] == 2
+    loaded = tf.saved_model.load(str(chief_dir))
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([tinted_image(7, 0)]))
+    assert served["probabilities"].shape == (1, 3)
+
+    chief, other = _named_variables(loaded), _named_variables(tf.saved_model.load(str(other_dir)))
+    assert chief.keys() == other.keys()
+    for key in chief:
+        np.testing.assert_allclose(chief[key], other[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    # The classifier's bias starts at zero: non-zero means the shared weights really trained.
+    assert np.abs(chief["probabilities/bias:0"]).max() > 1e-4
+
+
+@pytest.mark.parametrize("option", ["cache_features", "resume"])
+def test_multi_worker_refuses_single_machine_options(option: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before the strategy is made (which would wait for the other workers)."""
+    from trainer.config import TrainConfig
+    from trainer.errors import TrainerError
+    from trainer.train import run
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    config = TrainConfig(data=str(tmp_path), model_name="m", model_base_path=str(tmp_path), **{option: True})
+    with pytest.raises(TrainerError, match="not supported in multi-worker"):
+        run(config)
