@@ -10,7 +10,8 @@ expect to configure a container through its environment. One model is served wit
         version_policy: {latest: 2}         # or: all | {specific: [3, 4]}
         version_labels: {stable: 3, canary: 4}
         batching: {max_batch_size: 32, batch_timeout_micros: 2000,
-                   num_batch_threads: 1, max_enqueued_batches: 16}
+                   num_batch_threads: 1, max_enqueued_batches: 16,
+                   allowed_batch_sizes: [1, 2, 4, 8, 16, 32]}     # optional; default any size
 """
 from __future__ import annotations
 
@@ -40,18 +41,32 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class BatchingOptions:
-    """TF Serving's batching parameters for one model (defaults tuned on 2 CPU cores)."""
+    """TF Serving's batching parameters for one model (defaults tuned on 2 CPU cores).
+
+    `allowed_batch_sizes` (TF Serving's option; empty = any size): a batch is padded up to the next
+    allowed size and the padding sliced off the results, so the model only ever sees these shapes.
+    Each new shape costs TensorFlow memory (buffers, oneDNN primitives; docs/benchmarks.md "Memory"),
+    and the warm-up runs every allowed size before a version goes live. The last must be
+    max_batch_size."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = 1
     max_enqueued_batches: int = 16
+    allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
+            if item.name == "allowed_batch_sizes":
+                continue
             minimum = 0 if item.name == "batch_timeout_micros" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"batching {item.name} must be an integer >= {minimum}, got {value!r}")
+        sizes = self.allowed_batch_sizes
+        if sizes and (any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes)
+                      or list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
+            raise ConfigError(f"batching allowed_batch_sizes must be increasing positive integers ending "
+                              f"with max_batch_size {self.max_batch_size}, got {list(sizes)!r}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,8 @@ def _batching(raw: Any, defaults: BatchingOptions, where: str) -> BatchingOption
     unknown = set(raw) - {f.name for f in fields(BatchingOptions)}
     if unknown:
         raise ConfigError(f"{where} batching has unknown keys {sorted(unknown)}")
+    if isinstance(raw.get("allowed_batch_sizes"), list):
+        raw = {**raw, "allowed_batch_sizes": tuple(raw["allowed_batch_sizes"])}
     try:
         return replace(defaults, **raw)
     except ConfigError as error:
@@ -168,6 +185,13 @@ def _model_name(name: str, where: str) -> str:
     return name
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ConfigError(f"--allowed-batch-sizes must be comma-separated integers, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All flags; each one's default may come from its SERVING_* environment variable."""
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
@@ -203,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model calls that may run at once per version and signature")
     p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches,
                    help="queue bound in batches; a full queue answers 503/UNAVAILABLE at once")
+    p.add_argument("--allowed-batch-sizes", default="",
+                   help="comma-separated batch sizes the model may see, ending with --max-batch-size "
+                        "(batches are padded up to the next one); empty: any size")
     for module in extension_modules():
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
@@ -231,7 +258,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     _apply_environment(parser, dict(os.environ if environ is None else environ))
     args = parser.parse_args(argv)
     batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros,
-                               args.num_batch_threads, args.max_enqueued_batches)
+                               args.num_batch_threads, args.max_enqueued_batches,
+                               _sizes(args.allowed_batch_sizes))
     if args.model_config_file:
         if args.model_name or args.model_base_path:
             raise ConfigError("give either --model-config-file or --model-name/--model-base-path, not both")

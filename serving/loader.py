@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving.config import BatchingOptions
 from serving.source import SAVED_MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,22 @@ class Signature:
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
     function: Callable[..., dict[str, tf.Tensor]]
+    allowed_batch_sizes: tuple[int, ...] = ()   # pad batches up to one of these (empty: any size)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call the concrete function on a batch; outputs as numpy arrays."""
+        """Call the concrete function on a batch; outputs as numpy arrays.
+
+        With allowed batch sizes the batch is padded (its last row repeated) up to the next allowed
+        size and the outputs cut back, so the model sees a few shapes only (config.BatchingOptions)."""
+        rows = len(next(iter(inputs.values())))
+        padded = next((size for size in self.allowed_batch_sizes if size >= rows), rows)
+        if padded > rows:
+            inputs = {name: np.concatenate([value, np.repeat(value[-1:], padded - rows, axis=0)])
+                      for name, value in inputs.items()}
         tensors = {name: tf.convert_to_tensor(value, dtype=tf.as_dtype(self.inputs[name].dtype)
                                               if self.inputs[name].dtype != object else tf.string)
                    for name, value in inputs.items()}
-        return {name: value.numpy() for name, value in self.function(**tensors).items()}
+        return {name: value.numpy()[:rows] for name, value in self.function(**tensors).items()}
 
 
 @dataclass
@@ -155,9 +165,10 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
         raise ValueError(f"model has {probabilities.shape[-1]} classes but labels.txt lists {len(class_names)}")
 
 
-def _warm_up(servable: Servable, batch_size: int) -> int:
+def _warm_up(servable: Servable, batching: BatchingOptions) -> int:
     """Replay the version's PredictionLog warm-up records (TF Serving's format), then run each
-    signature once at `batch_size` (the batcher's max_batch_size). Returns the calls made.
+    signature once at the batcher's max_batch_size (or at every allowed batch size). Returns the
+    calls made.
 
     The first call at a batch size allocates its activations and builds oneDNN primitives for
     that shape: for MobileNetV2 at 160 px, ~240 MB and several times the steady-state latency at
@@ -166,8 +177,9 @@ def _warm_up(servable: Servable, batch_size: int) -> int:
     """
     images = _replay_warmup_records(servable)
     calls = len(images)
-    if batch_size > 1 and images:
-        for name, inputs in _full_batches(servable, images, batch_size).items():
+    sizes = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
+    for size in sizes if images else ():
+        for name, inputs in _full_batches(servable, images, size).items():
             servable.signatures[name].run(inputs)
             calls += 1
     return calls
@@ -224,12 +236,13 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         return {}
 
 
-def load_version(model: str, version: int, path: Path, *, warmup_batch_size: int = 1) -> LoadResult:
+def load_version(model: str, version: int, path: Path,
+                 batching: BatchingOptions = BatchingOptions(max_batch_size=1)) -> LoadResult:
     """Load, check and warm up one version. Never raises: failures come back as `error`.
 
-    `warmup_batch_size` is the largest batch the version will see (the batcher's max_batch_size);
-    the warm-up runs every signature once at that size too, so the version is warm for it before
-    the manager marks it AVAILABLE."""
+    `batching` is how the version will be batched: the warm-up runs every signature at its
+    max_batch_size (or each allowed batch size) too, so the version is warm for the shapes it
+    will see before the manager marks it AVAILABLE, and the signatures pad to the allowed sizes."""
     started = time.perf_counter()
     try:
         defs = read_signature_defs(path)
@@ -238,12 +251,13 @@ def load_version(model: str, version: int, path: Path, *, warmup_batch_size: int
         saved_model = tf.saved_model.load(str(path))
         signatures = {
             name: Signature(name, {k: _spec(v) for k, v in d.inputs.items()},
-                            {k: _spec(v) for k, v in d.outputs.items()}, saved_model.signatures[name])
+                            {k: _spec(v) for k, v in d.outputs.items()}, saved_model.signatures[name],
+                            batching.allowed_batch_sizes)
             for name, d in defs.signature_def.items() if name in saved_model.signatures
         }
         servable = Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
                             saved_model)
-        warmed = _warm_up(servable, warmup_batch_size)
+        warmed = _warm_up(servable, batching)
         log.info("model %s version %d loaded from %s (%d warm-up calls) in %.2fs",
                  model, version, path, warmed, time.perf_counter() - started)
         return LoadResult(servable, None, time.perf_counter() - started)

@@ -145,8 +145,7 @@ class ServableManager:
     def _load(self, model: _Model, candidate: VersionOnDisk) -> None:
         name, version = model.config.name, candidate.version
         self._set_state(model, version, "LOADING")
-        result: LoadResult = load_version(name, version, candidate.path,
-                                          warmup_batch_size=model.config.batching.max_batch_size)
+        result: LoadResult = load_version(name, version, candidate.path, model.config.batching)
         metrics.LOAD_DURATION.labels(name, str(version)).observe(result.duration)
         if result.servable is None:
             self._load_failed(model, candidate, result.error or "unknown error")

@@ -9,7 +9,7 @@ import pytest
 from serving import loader
 from serving.config import BatchingOptions, ModelConfig
 from serving.manager import ServableManager
-from tests.helpers import export_tiny
+from tests.helpers import export_tiny, image_bytes
 
 
 def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path,
@@ -44,5 +44,53 @@ def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path,
 def test_a_version_without_warmup_records_still_loads(tmp_path: Path) -> None:
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
     (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
-    result = loader.load_version("tiny", 1, version_dir, warmup_batch_size=6)
+    result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=6))
     assert result.error is None and result.servable is not None
+
+
+def test_allowed_batch_sizes_pad_each_call_and_warm_every_size(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    version_dir = export_tiny(tmp_path / "tiny", seed=1)
+    seen: list[int] = []
+    real = loader.Signature.__init__
+
+    def recording_init(self: loader.Signature, *args, **kwargs) -> None:
+        real(self, *args, **kwargs)
+        function = self.function
+        def shape_recording(**tensors):
+            seen.append(int(next(iter(tensors.values())).shape[0]))
+            return function(**tensors)
+        self.function = shape_recording
+
+    monkeypatch.setattr(loader.Signature, "__init__", recording_init)
+    batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(2, 4, 8))
+    servable = loader.load_version("tiny", 1, version_dir, batching).servable
+    assert servable is not None
+    assert sorted(set(seen)) == [2, 4, 8] and seen.count(8) == 2 and seen.count(4) == 2   # warm-up
+    seen.clear()
+    images = np.array([image_bytes(seed) for seed in range(5)], dtype=object)
+    padded = servable.signatures["serving_default"].run({"image_bytes": images})
+    assert seen == [8]                                   # 5 rows ran as a batch of 8 ...
+    assert padded["probabilities"].shape == (5, 3)       # ... and came back as 5
+    alone = [servable.signatures["serving_default"].run({"image_bytes": images[i:i + 1]}) for i in range(5)]
+    np.testing.assert_allclose(padded["probabilities"],
+                               np.concatenate([a["probabilities"] for a in alone]), atol=1e-5)
+    assert seen[1:] == [2] * 5                           # a single row pads to the smallest size
+
+
+@pytest.mark.parametrize("sizes", [(2, 4), (4, 2, 8), (0, 8)])
+def test_allowed_batch_sizes_must_rise_to_max_batch_size(sizes: tuple[int, ...]) -> None:
+    from serving.config import ConfigError
+    with pytest.raises(ConfigError, match="allowed_batch_sizes"):
+        BatchingOptions(max_batch_size=8, allowed_batch_sizes=sizes)
+
+
+def test_allowed_batch_sizes_from_flag_and_yaml(tmp_path: Path) -> None:
+    from serving.config import parse_args
+    flag = parse_args(["--model-name", "m", "--model-base-path", str(tmp_path), "--max-batch-size", "8",
+                       "--allowed-batch-sizes", "2,4,8"], {})
+    config = tmp_path / "models.yaml"
+    config.write_text("models:\n  - name: m\n    base_path: .\n"
+                      "    batching: {max_batch_size: 8, allowed_batch_sizes: [2, 4, 8]}\n")
+    yaml = parse_args(["--model-config-file", str(config)], {})
+    assert flag.models[0].batching.allowed_batch_sizes == yaml.models[0].batching.allowed_batch_sizes == (2, 4, 8)
