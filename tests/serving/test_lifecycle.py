@@ -120,8 +120,10 @@ def _large_jpeg() -> bytes:
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) -> None:
+    # --max-batch-size 1: the requests run one after another, so some are surely still in flight
+    # 0.3 s in (a version is warmed up for its max batch size: one batch of all would be too quick)
     server = start_server("--model-name", "tiny", "--model-base-path", str(tiny_base),
-                          "--graceful-timeout", "15", grpc=False)
+                          "--graceful-timeout", "15", "--max-batch-size", "1", grpc=False)
     url, image = server.rest_url, _large_jpeg()
     probe = requests.Session()
     assert probe.get(f"{url}/readyz").status_code == 200           # a kept-alive connection
@@ -131,7 +133,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) 
         results.append(requests.post(f"{url}/v1/models/tiny:classify_image", data=image,
                                      headers={"Content-Type": "image/jpeg"}, timeout=30).status_code)
         finished.append(time.monotonic())
-    threads = [threading.Thread(target=classify) for _ in range(6)]
+    threads = [threading.Thread(target=classify) for _ in range(12)]
     for thread in threads:
         thread.start()
     time.sleep(0.3)                                                  # requests are in flight
@@ -142,7 +144,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) 
     assert draining.status_code == 503 and draining.json()["draining"] is True
     for thread in threads:
         thread.join()
-    assert results == [200] * 6
+    assert results == [200] * 12
     assert max(finished) > started           # some were still running when SIGTERM arrived
     assert server.proc.wait(20) == 0 and time.monotonic() - started < 15
     assert "SIGTERM: draining" in server.log()
