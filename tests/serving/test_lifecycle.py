@@ -120,8 +120,8 @@ def _large_jpeg() -> bytes:
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) -> None:
-    # --max-batch-size 1: the requests run one after another, so some are surely still in flight
-    # 0.3 s in (a version is warmed up for its max batch size: one batch of all would be too quick)
+    # --max-batch-size 1: the requests run one after another, so when the first answer is back the
+    # others are still in flight (a version is warmed up for its max batch: one batch would be quick)
     server = start_server("--model-name", "tiny", "--model-base-path", str(tiny_base),
                           "--graceful-timeout", "15", "--max-batch-size", "1", grpc=False)
     url, image = server.rest_url, _large_jpeg()
@@ -136,9 +136,12 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) 
     threads = [threading.Thread(target=classify) for _ in range(12)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)                                                  # requests are in flight
+    deadline = time.monotonic() + 30
+    while not finished and time.monotonic() < deadline:              # the first answer is back
+        time.sleep(0.002)
     started = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
+    assert 0 < len(finished) < 12                                    # the rest are in flight
     time.sleep(0.3)
     draining = probe.get(f"{url}/readyz")                            # readiness false first
     assert draining.status_code == 503 and draining.json()["draining"] is True
