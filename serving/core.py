@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -236,6 +237,21 @@ class ServingCore:
             items = [ImageResult(None, error=errors[i]) if i in errors else next(answers)
                      for i in range(len(images))]
             return ClassifyResult(servable.model, servable.version, items)
+
+    def classify(self, model: str, version: int | None = None, label: str | None = None,
+                 signature: str | None = None, images: Sequence[bytes] = ()) -> ClassifyResult:
+        """TF Serving's Classify (REST `:classify`, gRPC `Classify`) on the image signature: every
+        class, best first, for each image. The request is answered as a whole, as TF Serving does:
+        the first bad image fails it."""
+        if signature not in (None, "", DEFAULT_SIGNATURE):
+            raise invalid(f"Classify works on the image signature {DEFAULT_SIGNATURE!r} (examples with an "
+                          f"{IMAGE_INPUT!r} bytes feature), not {signature!r}; use Predict for other signatures")
+        result = self.classify_images(model, version, label, images, top_k=sys.maxsize)
+        for item in result.items:
+            if item.error is not None:
+                item.error.version = result.version     # for the metric labels, as _about does
+                raise item.error
+        return result
 
     def _classify_one_by_one(self, servable: Servable, images: Sequence[bytes],
                              errors: dict[int, ServingError], top_k: int) -> ClassifyResult:

@@ -8,8 +8,6 @@ so does ModelService.HandleReloadConfigRequest (models come from the base path a
 """
 from __future__ import annotations
 
-import sys
-
 import grpc
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      input_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
@@ -22,7 +20,6 @@ from serving.grpc_tensors import to_ndarrays, to_tensor_proto
 from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT
 
 SIGNATURE_DEF_FIELD = "signature_def"
-_ALL_CLASSES = sys.maxsize   # top_k that keeps every class (Classify answers all, best first)
 _ERROR_UNKNOWN = 2           # tensorflow.error.Code.UNKNOWN, for a version whose load failed
 
 
@@ -101,18 +98,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         with rpc(context, spec.name, "classify") as track:
             version, label = version_choice(spec)
             signature = spec.signature_name or DEFAULT_SIGNATURE
-            if signature != DEFAULT_SIGNATURE:
-                raise invalid(f"Classify works on the image signature {DEFAULT_SIGNATURE!r} "
-                              f"(tf.Examples with an {IMAGE_INPUT!r} bytes feature), not {signature!r}; "
-                              f"use Predict for other signatures")
-            result = self._core.classify_images(spec.name, version, label, example_images(request.input),
-                                                top_k=_ALL_CLASSES)
+            result = self._core.classify(spec.name, version, label, signature, example_images(request.input))
             track.version = result.version
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answered_spec(spec.name, result.version, signature))
             for item in result.items:
-                if item.error is not None:
-                    raise item.error   # TF Serving answers a request as a whole
                 classes = response.result.classifications.add().classes
                 classes.extend(classification_pb2.Class(label=name, score=score) for name, score in item.predictions)
             return response

@@ -28,14 +28,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from serving import metrics
 from serving.core import ClassifyResult, ImageResult, ServingCore
 from serving.errors import ServingError, invalid, not_found, too_large
-from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT
+from serving.loader import IMAGE_INPUT
 
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z_]+))?$")
 DEFAULT_TOP_K = 5
-ALL_CLASSES = 1 << 30          # top_k that keeps every class (TF Serving's Classify answers all)
 
 
 class ModelPath:
@@ -303,19 +302,13 @@ def _classify(core: ServingCore, target: ModelPath, track: metrics.RequestTrack)
     body = _json_body(core)
     if not isinstance(body, dict) or not isinstance(body.get("examples"), list) or not body["examples"]:
         raise invalid("the body needs a non-empty \"examples\" list of {\"image_bytes\": {\"b64\": ...}}")
-    if body.get("signature_name") not in (None, "", DEFAULT_SIGNATURE):
-        raise invalid(f":classify works on the image signature {DEFAULT_SIGNATURE!r}, not "
-                      f"{body['signature_name']!r}; use :predict for other signatures")
     examples = decode_b64(body["examples"])
     if not all(isinstance(e, dict) and set(e) == {IMAGE_INPUT} for e in examples):
         raise invalid(f"every example must hold exactly one feature, {IMAGE_INPUT!r}")
     images = [e[IMAGE_INPUT][0] if isinstance(e[IMAGE_INPUT], list) and len(e[IMAGE_INPUT]) == 1
               else e[IMAGE_INPUT] for e in examples]
-    result = core.classify_images(target.name, target.version, target.label, images, top_k=ALL_CLASSES)
+    result = core.classify(target.name, target.version, target.label, body.get("signature_name"), images)
     track.version = result.version
-    for item in result.items:
-        if item.error is not None:
-            raise item.error               # TF Serving answers a classify request as a whole
     return jsonify({"result": [[[label, score] for label, score in item.predictions] for item in result.items]})
 
 

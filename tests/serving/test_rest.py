@@ -75,6 +75,13 @@ def test_classify_tf_serving_examples(tiny_server: ServerHandle, direct) -> None
         np.testing.assert_allclose([scores[label] for label in TINY_LABELS], row, atol=1e-6)
     bad = requests.post(f"{tiny_server.rest_url}/v1/models/tiny:classify", json={"examples": [{"x": b64(IMAGES[0])}]})
     assert bad.status_code == 400 and "image_bytes" in bad.json()["error"]
+    url = f"{tiny_server.rest_url}/v1/models/tiny:classify"
+    pixels = requests.post(url, json={"signature_name": "predict_pixels",
+                                      "examples": [{"image_bytes": b64(IMAGES[0])}]})
+    assert pixels.status_code == 400 and "image signature" in pixels.json()["error"]
+    # answered as a whole, as TF Serving does: one bad image fails the request
+    mixed = requests.post(url, json={"examples": [{"image_bytes": b64(IMAGES[0])}, {"image_bytes": b64(b"no")}]})
+    assert mixed.status_code == 400 and "image 1" in mixed.json()["error"]
 
 
 def test_predict_pixels_signature(tiny_server: ServerHandle) -> None:
