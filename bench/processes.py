@@ -36,7 +36,8 @@ def http_json(url: str, timeout: float = 5.0) -> tuple[int, object]:
         return 0, None
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Direct child pids of `pid`, from /proc (empty once it has none or is gone)."""
     kids = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -90,7 +91,7 @@ class ServerProcess:
         while todo:
             pid = todo.pop()
             found.append(pid)
-            todo += _children(pid)
+            todo += children(pid)
         return found
 
     def rss_bytes(self) -> int:

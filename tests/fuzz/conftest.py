@@ -15,18 +15,14 @@ import pytest
 import requests
 import tensorflow as tf
 
+from bench.processes import children
 from tests.helpers import export_tiny
 from tests.server_process import ServerHandle, start_server
 
 
 def worker_pids(handle: ServerHandle) -> list[int]:
-    pids = []
-    for task in Path(f"/proc/{handle.proc.pid}/task").glob("*"):
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return sorted(pids)
+    """The gunicorn master's workers (a dead worker is replaced under a new pid)."""
+    return sorted(children(handle.proc.pid))
 
 
 @pytest.fixture(scope="package")
