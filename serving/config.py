@@ -10,7 +10,7 @@ expect to configure a container through its environment. One model is served wit
         version_policy: {latest: 2}         # or: all | {specific: [3, 4]}
         version_labels: {stable: 3, canary: 4}
         batching: {max_batch_size: 32, batch_timeout_micros: 2000,
-                   num_batch_threads: 1, max_enqueued_batches: 16,
+                   num_batch_threads: 2, max_enqueued_batches: 16,
                    allowed_batch_sizes: [1, 2, 4, 8, 16, 32]}     # optional; default any size
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import yaml
 
 from serving.aspired_version_policy import VersionPolicy
+from serving.runtime import available_cpus
 
 ENV_PREFIX = "SERVING_"
 # Route modules of other areas (retrain, ...). Each may define `add_arguments(parser)` for its own
@@ -47,10 +48,13 @@ class BatchingOptions:
     allowed size and the padding sliced off the results, so the model only ever sees these shapes.
     Each new shape costs TensorFlow memory (buffers, oneDNN primitives; docs/benchmarks.md "Memory"),
     and the warm-up runs every allowed size before a version goes live. The last must be
-    max_batch_size."""
+    max_batch_size.
+
+    `num_batch_threads` defaults to the CPUs the process may use (serving.runtime): with one
+    intra-op thread per model call, that many batches run side by side, one per core."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
-    num_batch_threads: int = 1
+    num_batch_threads: int = field(default_factory=available_cpus)
     max_enqueued_batches: int = 16
     allowed_batch_sizes: tuple[int, ...] = ()
 
@@ -91,6 +95,8 @@ class ServerOptions:
     grpc_max_message_bytes: int = 0        # 0: same as max_request_bytes
     max_image_pixels: int = 25_000_000
     threads: int = 32
+    tensorflow_intra_op_parallelism: int = 1   # threads inside one op (0: TensorFlow picks)
+    tensorflow_inter_op_parallelism: int = 0   # threads running independent ops (0: TensorFlow picks)
     graceful_timeout: float = 20.0
     load_retry_interval: float = 2.0
     max_load_retries: int = 5
@@ -209,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=25_000_000,
                    help="width*height above which an image is refused (decompression bombs)")
     p.add_argument("--threads", type=int, default=32, help="gunicorn gthread threads (concurrent requests)")
+    p.add_argument("--tensorflow-intra-op-parallelism", type=int, default=1,
+                   help="threads one TensorFlow op may use (TF Serving's flag); 1 lets "
+                        "--num-batch-threads model calls run side by side, one per core; 0: all cores")
+    p.add_argument("--tensorflow-inter-op-parallelism", type=int, default=0,
+                   help="threads running independent TensorFlow ops, shared by all model calls; "
+                        "0: TensorFlow picks (one per core)")
     p.add_argument("--graceful-timeout", type=float, default=20.0,
                    help="seconds in-flight requests get to finish after SIGTERM")
     p.add_argument("--load-retry-interval", type=float, default=2.0,
@@ -224,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros,
                    help="longest wait of the oldest queued request for a fuller batch")
     p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
-                   help="model calls that may run at once per version and signature")
+                   help="model calls that may run at once per version and signature "
+                        "(default: the CPUs this process may use)")
     p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches,
                    help="queue bound in batches; a full queue answers 503/UNAVAILABLE at once")
     p.add_argument("--allowed-batch-sizes", default="",
@@ -274,6 +287,10 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
                         ("--prediction-store-size", args.prediction_store_size)):
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
+    for name, value in (("--tensorflow-intra-op-parallelism", args.tensorflow_intra_op_parallelism),
+                        ("--tensorflow-inter-op-parallelism", args.tensorflow_inter_op_parallelism)):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0 (0: TensorFlow picks), got {value}")
     known = {f.name for f in fields(ServerOptions)} | {f.name for f in fields(BatchingOptions)}
     known |= {"model_name", "model_base_path", "model_config_file"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
@@ -282,6 +299,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
         poll_interval=args.poll_interval, max_request_bytes=args.max_request_bytes,
         grpc_max_message_bytes=args.grpc_max_message_bytes,
         max_image_pixels=args.max_image_pixels, threads=args.threads,
+        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         graceful_timeout=args.graceful_timeout, load_retry_interval=args.load_retry_interval,
         max_load_retries=args.max_load_retries, prediction_store_size=args.prediction_store_size,
         log_level=args.log_level, extra=extra)

@@ -41,7 +41,9 @@ class _Worker:
 def _build_app(options: ServerOptions) -> Any:
     from serving.core import ServingCore
     from serving.rest import create_app
+    from serving.runtime import configure_tensorflow
 
+    configure_tensorflow(options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism)
     _Worker.core = ServingCore(options)
     _Worker.core.start()
     if options.grpc_port:

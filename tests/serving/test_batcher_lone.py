@@ -27,7 +27,7 @@ class Model:
 
 def test_sequential_requests_do_not_wait_out_the_timeout() -> None:
     model = Model(delay=0.0)
-    queue = BatchQueue(model, BatchingOptions(max_batch_size=8, batch_timeout_micros=300_000), "m", 1)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=300_000), "m", 1)
     queue.submit({"x": np.ones((1, 1))})          # the first may wait: nothing is known yet
     started = time.perf_counter()
     for i in range(5):
@@ -40,7 +40,7 @@ def test_sequential_requests_do_not_wait_out_the_timeout() -> None:
 
 def test_overlapping_requests_after_lone_ones_are_still_batched() -> None:
     model = Model(delay=0.05)
-    queue = BatchQueue(model, BatchingOptions(max_batch_size=8, batch_timeout_micros=20_000), "m", 1)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=20_000), "m", 1)
     for _ in range(3):
         queue.submit({"x": np.ones((1, 1))})
     threads = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(6)]

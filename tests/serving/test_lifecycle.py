@@ -151,3 +151,4 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_base: Path) 
     assert max(finished) > started           # some were still running when SIGTERM arrived
     assert server.proc.wait(20) == 0 and time.monotonic() - started < 15
     assert "SIGTERM: draining" in server.log()
+    assert "TensorFlow threads: intra-op 1, inter-op auto" in server.log()   # the worker's defaults

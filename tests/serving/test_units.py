@@ -135,7 +135,7 @@ def _concurrently(queue: BatchQueue, requests: list[np.ndarray]) -> list[object]
 
 def test_batcher_groups_requests_of_different_sizes_and_splits_them_back() -> None:
     model = RecordingModel(delay=0.05)
-    queue = BatchQueue(model, BatchingOptions(max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
     requests = [np.full((size, 2), float(i)) for i, size in enumerate([1, 3, 2, 5, 1, 4])]
     results = _concurrently(queue, requests)
     queue.close()
@@ -148,7 +148,7 @@ def test_batcher_groups_requests_of_different_sizes_and_splits_them_back() -> No
 
 def test_batcher_respects_max_batch_size() -> None:
     model = RecordingModel(delay=0.02)
-    queue = BatchQueue(model, BatchingOptions(max_batch_size=4, batch_timeout_micros=20_000), "m", 1)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=4, batch_timeout_micros=20_000), "m", 1)
     results = _concurrently(queue, [np.ones((1, 2)) * i for i in range(12)])
     queue.close()
     assert all(isinstance(r, dict) for r in results)
@@ -157,7 +157,7 @@ def test_batcher_respects_max_batch_size() -> None:
 
 def test_one_bad_request_does_not_fail_its_batch() -> None:
     model = RecordingModel(delay=0.02)
-    queue = BatchQueue(model, BatchingOptions(max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
     requests = [np.ones((2, 2)), -np.ones((1, 2)), np.ones((3, 2)) * 3]
     results = _concurrently(queue, requests)
     queue.close()
@@ -172,7 +172,7 @@ def test_full_queue_answers_unavailable_at_once() -> None:
     def blocked(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         release.wait(10)
         return {"y": inputs["x"]}
-    queue = BatchQueue(blocked, BatchingOptions(max_batch_size=2, batch_timeout_micros=0,
+    queue = BatchQueue(blocked, BatchingOptions(num_batch_threads=1, max_batch_size=2, batch_timeout_micros=0,
                                                 max_enqueued_batches=1), "m", 1)
     waiting = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(3)]
     for thread in waiting:        # one runs (blocked), two fill the queue
