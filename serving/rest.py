@@ -76,18 +76,23 @@ def decode_b64(value: Any) -> Any:
 
 
 def _json_value(name: str, array: np.ndarray) -> Any:
+    values = array.tolist()
     if array.dtype != object:
-        return array.tolist()
+        return values
+    binary = name.endswith("_bytes")   # TF Serving's rule: such outputs are always base64
+
     def convert(item: Any) -> Any:
+        if isinstance(item, list):
+            return [convert(inner) for inner in item]
         if isinstance(item, bytes):
-            if name.endswith("_bytes"):
-                return {"b64": base64.b64encode(item).decode()}
-            try:
-                return item.decode()
-            except UnicodeDecodeError:
-                return {"b64": base64.b64encode(item).decode()}
+            if not binary:
+                try:
+                    return item.decode()
+                except UnicodeDecodeError:
+                    pass
+            return {"b64": base64.b64encode(item).decode()}
         return item
-    return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return convert(values)
 
 
 def parse_predict(body: Any) -> tuple[str | None, Any, bool]:
