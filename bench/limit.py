@@ -6,12 +6,20 @@ generator's and servers' state cannot disturb it and it cannot disturb them.
 
 Two figures: latency of one image at batch 1 (the floor of any server's p50 at concurrency 1) and
 images/s at the batch size that gives the most (the ceiling of any server's throughput).
+
+Each run measures one *layout* of the bare model: TensorFlow's intra-op thread count and how many
+callers run batches at once. TensorFlow's defaults (all cores inside each op, one caller) are one
+layout; one intra-op thread with one caller per CPU (what our server does, serving/runtime.py) is
+another, and on small machines a much faster one. bench/serve.py measures both and holds every
+server to the best figure of any layout, so a server tuned better than TensorFlow's defaults is
+not flattered by comparing it with a needlessly slow limit.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -53,36 +61,55 @@ def batch1_latency(call: Callable, images: list[bytes], calls: int) -> dict[str,
             "mean_ms": float(ms.mean()), "images_per_s": float(1000 / ms.mean())}
 
 
-def batch_throughput(call: Callable, images: list[bytes], batch: int, seconds: float) -> dict[str, float]:
-    """Images/s at one batch size, over at least `seconds` and at least 3 calls."""
+def batch_throughput(call: Callable, images: list[bytes], batch: int, seconds: float,
+                     callers: int = 1) -> dict[str, float]:
+    """Images/s at one batch size from `callers` threads calling at once, over at least `seconds`
+    and at least 3 calls per caller."""
     def rows(k: int) -> list[bytes]:  # every call a different slice of the set, like live traffic
         return [images[(k * batch + i) % len(images)] for i in range(batch)]
 
     call(rows(0))  # the first call at a new batch size may trace or allocate
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        call(rows(calls))
-        calls += 1
-    elapsed = time.perf_counter() - start
+    counts = [0] * callers
+    start = time.perf_counter()
+
+    def caller(index: int) -> None:
+        while counts[index] < 3 or time.perf_counter() - start < seconds:
+            call(rows(counts[index] * callers + index))
+            counts[index] += 1
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed, calls = time.perf_counter() - start, sum(counts)
     return {"batch": batch, "calls": calls, "images_per_s": batch * calls / elapsed,
-            "ms_per_batch": 1000 * elapsed / calls}
+            "ms_per_batch": 1000 * elapsed * callers / calls}
+
+
+def layout_name(intra_op: int, callers: int) -> str:
+    threads = "TensorFlow's default intra-op threads" if intra_op == 0 else f"intra-op {intra_op}"
+    return f"{threads}, {callers} caller{'s' if callers > 1 else ''}"
 
 
 def measure(version_dir: str, images: list[bytes], *, batch1_calls: int, seconds: float,
-            batches: tuple[int, ...] = DEFAULT_BATCHES) -> dict[str, Any]:
-    """The limit's figures for one version directory."""
+            batches: tuple[int, ...] = DEFAULT_BATCHES, intra_op: int = 0, callers: int = 1) -> dict[str, Any]:
+    """The limit's figures for one version directory in one layout."""
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     tf.constant(0.0) + 1  # start the runtime first, so the growth below is the model's alone
     rss_before = _rss_bytes()
     call = _signature(version_dir)
     for image in images[:8]:
         call([image])
     model_rss = _rss_bytes() - rss_before
-    sweep = [batch_throughput(call, images, b, seconds) for b in batches]
+    layout = layout_name(intra_op, callers)
+    sweep = [{**batch_throughput(call, images, b, seconds, callers), "layout": layout} for b in batches]
     sweep_growth = _rss_bytes() - rss_before - model_rss
     best = max(sweep, key=lambda row: row["images_per_s"])
-    return {"batch1": batch1_latency(call, images, batch1_calls), "sweep": sweep, "best": best,
+    batch1 = {**batch1_latency(call, images, batch1_calls), "layout": layout}
+    return {"layout": layout, "batch1": batch1, "sweep": sweep, "best": best,
             "model_rss_bytes": model_rss, "sweep_rss_growth_bytes": sweep_growth}
 
 
@@ -95,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch1-calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=2.0, help="per batch size in the sweep")
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)))
+    parser.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
+    parser.add_argument("--callers", type=int, default=1, help="threads calling the signature at once")
     args = parser.parse_args(argv)
     result = measure(args.version_dir, fixed_jpegs(args.image_count), batch1_calls=args.batch1_calls,
-                     seconds=args.seconds, batches=tuple(int(b) for b in args.batches.split(",")))
+                     seconds=args.seconds, batches=tuple(int(b) for b in args.batches.split(",")),
+                     intra_op=args.intra_op, callers=args.callers)
     json.dump(result, sys.stdout)
     return 0
 

@@ -68,9 +68,10 @@ def table(results: dict) -> str:
     best, b1 = limit["best"], limit["batch1"]
     lines = ["| system | API | conc. | images/s | × limit | p50 ms | p99 ms | errors | client CPU % | load 1m |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines.append(f"| limit | signature in-process, batch 1 | 1 | {b1['images_per_s']:.1f} | "
+    lines.append(f"| limit | signature in-process, batch 1 ({b1.get('layout', '')}) | 1 | {b1['images_per_s']:.1f} | "
                  f"{b1['images_per_s'] / best['images_per_s']:.2f} | {b1['p50_ms']:.1f} | {b1['p99_ms']:.1f} | 0 | — | — |")
-    lines.append(f"| limit | signature in-process, batch {best['batch']} (best) | — | {best['images_per_s']:.1f} | "
+    lines.append(f"| limit | signature in-process, batch {best['batch']} ({best.get('layout', '')}; best) | — | "
+                 f"{best['images_per_s']:.1f} | "
                  f"1.00 | — | — | 0 | — | — |")
     for row in results["rows"]:
         lines.append(f"| {row['system']} | {row['api']} | {row['concurrency']} | {row['images_per_s']:.1f} | "
@@ -177,9 +178,8 @@ def generated_section(results: dict, plot_path: Path | None) -> str:
     """The machine-written part of `## Serving`: setup, table, verdicts, memory, plot."""
     host, settings, limit = results["host"], results["settings"], results["limit"]
     runs = limit.get("runs", [limit])
-    sweep = "; ".join(("before the servers: " if len(runs) > 1 and i == 0 else "after them: " if i else "")
-                      + ", ".join(f"{r['batch']}: {r['images_per_s']:.0f}" for r in run["sweep"])
-                      for i, run in enumerate(runs))
+    sweep = "; ".join(f"{run.get('layout', 'limit')}: " + ", ".join(f"{r['batch']}: {r['images_per_s']:.0f}"
+                                                                  for r in run["sweep"]) for run in runs)
     parts = [
         f"Run of {results['started_at']} ({results['duration_s'] / 60:.1f} min), {host['cpus']} CPUs, "
         f"load average at start {host['load_avg_at_start'][0]:.2f}, at end {host['load_avg_at_end'][0]:.2f}. "
@@ -187,7 +187,8 @@ def generated_section(results: dict, plot_path: Path | None) -> str:
         f"(mean {results['workload']['mean_image_bytes'] / 1024:.0f} kB), one image per request. "
         f"Closed loop, {settings['warmup']:g} s warm-up + {settings['seconds']:g} s measured per row. "
         f"Server flags beyond the defaults: `{' '.join(settings['server_args']) or 'none'}`.",
-        f"Limit sweep (batch: images/s; the table keeps the stricter figures): {sweep}.",
+        f"Limit sweeps, each layout measured before and after the servers (batch: images/s; the table "
+        f"keeps the stricter figures of all runs): {sweep}.",
         table(results),
         verdicts(results),
         memory_text(results),
