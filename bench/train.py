@@ -55,10 +55,10 @@ def _run(name: str, folders: dict[str, Path], **overrides) -> dict:
     result = run(config)
     figures = {
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "config": {k: getattr(config, k) for k in ("weights", "image_size", "epochs", "ft_epochs",
-                                                     "unfreeze_top", "learning_rate", "ft_learning_rate",
-                                                     "patience", "cache_features", "from_scratch",
-                                                     "bn_momentum")},
+        "config": {k: getattr(config, k) for k in (
+            "weights", "image_size", "epochs", "ft_epochs", "unfreeze_top", "learning_rate",
+            "ft_learning_rate", "ft_schedule", "patience", "cache_features", "from_scratch",
+            "bn_momentum", "seed")},
         "stages": {s: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.as_dict().items()}
                    for s, r in result.stages.items()},
         "test_accuracy": {s: round(e["accuracy"], 4) for s, e in result.evaluation.items()},
@@ -72,7 +72,7 @@ def measure(args: argparse.Namespace) -> dict:
     shutil.rmtree(WORK / "models", ignore_errors=True)
     common = {"image_size": args.image_size, "epochs": args.epochs, "ft_epochs": args.ft_epochs,
               "unfreeze_top": args.unfreeze_top, "ft_learning_rate": args.ft_lr,
-              "patience": args.patience}
+              "ft_schedule": args.ft_schedule, "patience": args.patience, "seed": args.seed}
     runs = {"transfer": _run("transfer", folders, weights=str(WEIGHTS), **common)}
     runs["cached"] = _run("cached", folders, weights=str(WEIGHTS), cache_features=True,
                           **{**common, "ft_epochs": 0})
@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-epochs", type=int, default=None)
     parser.add_argument("--unfreeze-top", type=int, default=None)
     parser.add_argument("--ft-lr", type=float, default=None)
+    parser.add_argument("--ft-schedule", choices=("constant", "cosine"), default=None)
     parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="trainer seed (init, shuffling, augmentation); the folders stay the same")
     parser.add_argument("--skip-scratch", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only (for tuning)")
     args = parser.parse_args(argv)
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.config import DEFAULTS as defaults
     for flag, field in (("epochs", "epochs"), ("ft_epochs", "ft_epochs"),
                         ("unfreeze_top", "unfreeze_top"), ("ft_lr", "ft_learning_rate"),
-                        ("patience", "patience")):
+                        ("ft_schedule", "ft_schedule"), ("patience", "patience"), ("seed", "seed")):
         if getattr(args, flag) is None:
             setattr(args, flag, getattr(defaults, field))
     results = measure(args)

@@ -23,6 +23,7 @@ class TrainConfig:
     unfreeze_top: int = 60
     learning_rate: float = 1e-3
     ft_learning_rate: float = 1e-4
+    ft_schedule: str = "constant"
     patience: int = 3
     batch_size: int = 32
     dropout: float = 0.2

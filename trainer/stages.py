@@ -109,16 +109,33 @@ def cached_feature_extraction(classifier: Classifier, strategy: tf.distribute.St
     return run
 
 
+def fine_tuning_rate(learning_rate: float, schedule: str, epochs: int, train: tf.data.Dataset
+                     ) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Stage 2's learning rate: `constant`, or `cosine`, decaying from `learning_rate` to zero over
+    the planned steps (`epochs` x batches per epoch), so the last epochs take small, careful steps
+    around the best weights instead of bouncing around them at full rate."""
+    if schedule == "constant":
+        return learning_rate
+    if schedule != "cosine":
+        raise ValueError(f"unknown stage 2 learning rate schedule {schedule!r} (constant | cosine)")
+    batches = int(train.cardinality())
+    if batches <= 0:
+        raise ValueError("cosine schedule needs a training dataset of known length")
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * batches)
+
+
 def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
                 train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int, unfreeze: int,
-                learning_rate: float, patience: int, train_images: int, verbose: int = 2) -> StageRun:
-    """Stage 2: unfreeze the top of the base (BatchNorm stays frozen), low learning rate,
-    early stopping on validation loss with the best weights restored."""
+                learning_rate: float, patience: int, train_images: int, schedule: str = "constant",
+                verbose: int = 2) -> StageRun:
+    """Stage 2: unfreeze the top of the base (BatchNorm stays frozen), low learning rate (optionally
+    cosine-decayed), early stopping on validation loss with the best weights restored."""
+    rate = fine_tuning_rate(learning_rate, schedule, epochs, train)
     with strategy.scope():
         weighted = unfreeze_top(classifier.base, unfreeze)
-        log.info("stage 2: %d weighted base layers trainable (top %d layers, BatchNorm frozen)",
-                 weighted, unfreeze)
-        classifier.model.compile(keras.optimizers.Adam(learning_rate), LOSS, metrics=["accuracy"])
+        log.info("stage 2: %d weighted base layers trainable (top %d layers, BatchNorm frozen), "
+                 "lr %g %s", weighted, unfreeze, learning_rate, schedule)
+        classifier.model.compile(keras.optimizers.Adam(rate), LOSS, metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
     started = time.perf_counter()

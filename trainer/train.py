@@ -33,8 +33,8 @@ from trainer.stages import StageRun, cached_feature_extraction, feature_extracti
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = ".checkpoints"
-_NOT_STAGE1 = {"resume", "pushgateway", "verbose", "ft_epochs", "ft_learning_rate", "unfreeze_top",
-               "patience", "devices"}
+_NOT_STAGE1 = {"resume", "pushgateway", "verbose", "ft_epochs", "ft_learning_rate", "ft_schedule",
+               "unfreeze_top", "patience", "devices"}
 
 
 @dataclass
@@ -155,7 +155,7 @@ def run(config: TrainConfig) -> TrainResult:
         stages["stage2"] = fine_tuning(classifier, strategy, train_ds, val_ds, epochs=config.ft_epochs,
                                        unfreeze=config.unfreeze_top, learning_rate=config.ft_learning_rate,
                                        patience=config.patience, train_images=len(splits.train),
-                                       verbose=config.verbose)
+                                       schedule=config.ft_schedule, verbose=config.verbose)
         evaluation["stage2"] = evaluate(classifier.model, test_ds, splits.class_names)
     print(comparison_table(evaluation, splits.class_names), flush=True)
     metadata = {
