@@ -26,6 +26,7 @@ from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
 from serving.errors import not_found, unavailable
 from serving.loader import LoadResult, Servable, load_version
+from serving.runtime import release_free_memory
 from serving.source import VersionOnDisk, scan
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class ServableManager:
                             model.config.name, version)
             self._on_unloaded(servable)
             gc.collect()                     # TensorFlow objects sit in reference cycles
+            release_free_memory()
             self._set_state(model, version, "END")
             log.info("model %s version %d unloaded", model.config.name, version)
 

@@ -11,6 +11,7 @@ advises `num_batch_threads` = CPU cores on CPU-only machines.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -47,3 +48,17 @@ def configure_tensorflow(intra_op: int, inter_op: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     log.info("TensorFlow threads: intra-op %s, inter-op %s", intra_op or "auto", inter_op or "auto")
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by an unloaded version back to the OS (glibc's malloc_trim).
+
+    glibc keeps freed heap pages in its arenas; after a hot swap the old version's tensors are
+    free but still counted in the worker's RSS, so every swap would look like growth to the
+    kubelet. Elsewhere (musl, macOS) this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)

@@ -63,10 +63,11 @@ def test_allowed_batch_sizes_pad_each_call_and_warm_every_size(tmp_path: Path,
         self.function = shape_recording
 
     monkeypatch.setattr(loader.Signature, "__init__", recording_init)
-    batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(2, 4, 8))
+    batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(2, 4, 8), num_batch_threads=2)
     servable = loader.load_version("tiny", 1, version_dir, batching).servable
     assert servable is not None
-    assert sorted(set(seen)) == [2, 4, 8] and seen.count(8) == 2 and seen.count(4) == 2   # warm-up
+    # warm-up: each size once per signature from each of the 2 batch threads
+    assert sorted(set(seen)) == [2, 4, 8] and seen.count(8) == 2 * 2 and seen.count(4) == 2 * 2
     seen.clear()
     images = np.array([image_bytes(seed) for seed in range(5)], dtype=object)
     padded = servable.signatures["serving_default"].run({"image_bytes": images})
