@@ -76,7 +76,7 @@ def test_memory_phase_swapped_every_version(smoke):
 def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
     results, stdout = smoke
     assert not results["failures"]
-    assert len(results["targets"]) == 7
+    assert len(results["targets"]) == 8
     kserve_skipped = any(s.startswith("kserve") for s in results["skipped"])
     for target in results["targets"]:
         if kserve_skipped and "kserve" in target["target"]:
