@@ -67,7 +67,7 @@ def run_limit(workload: Workload, smoke: bool, intra_op: int, callers: int) -> d
     when TensorFlow starts)."""
     command = [sys.executable, "-m", "bench.limit", "--version-dir", str(workload.version_dir),
                "--image-count", str(len(workload.images)), "--intra-op", str(intra_op), "--callers", str(callers)]
-    command += ["--batch1-calls", "30", "--seconds", "0.2", "--batches", "1,8"] if smoke else []
+    command += ["--batch1-calls", "30", "--seconds", "0.2", "--batches", "1,8,32"] if smoke else []
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if done.returncode != 0:
         raise RuntimeError(f"bench.limit failed:\n{done.stderr[-3000:]}")
