@@ -40,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--image-size", type=int, default=None, help="default: the backbone's own input size")
     add("--epochs", type=int, default=DEFAULTS.epochs, help="stage 1 (feature extraction) epochs")
     add("--ft-epochs", type=int, default=DEFAULTS.ft_epochs, help="stage 2 (fine-tuning) epochs; 0 skips stage 2")
-    add("--unfreeze-top", type=int, default=DEFAULTS.unfreeze_top, help="base layers unfrozen in stage 2")
+    add("--unfreeze-top", type=int, default=DEFAULTS.unfreeze_top, help="base layers unfrozen in stage 2 (default: all 154 of MobileNetV2's)")
     add("--lr", dest="learning_rate", type=float, default=DEFAULTS.learning_rate, help="stage 1 learning rate")
     add("--ft-lr", dest="ft_learning_rate", type=float, default=DEFAULTS.ft_learning_rate,
-        help="stage 2 learning rate (1e-4 chosen by measurement, docs/trainer.md)")
+        help="stage 2 (peak) learning rate (chosen by measurement, docs/trainer.md)")
     add("--ft-schedule", choices=("constant", "cosine"), default=DEFAULTS.ft_schedule,
         help="stage 2 learning rate: constant, or cosine decay to 0 over the --ft-epochs steps")
     add("--patience", type=int, default=DEFAULTS.patience, help="stage 2 early stopping patience (val loss)")
