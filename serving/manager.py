@@ -13,7 +13,6 @@ message after a failed load).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
 from serving.errors import not_found, unavailable
 from serving.loader import LoadResult, Servable, load_version
-from serving.runtime import release_free_memory
+from serving.runtime import compact_heap
 from serving.source import VersionOnDisk, scan
 
 log = logging.getLogger(__name__)
@@ -152,6 +151,7 @@ class ServableManager:
             self._load_failed(model, candidate, result.error or "unknown error")
             return
         self._on_available(result.servable)
+        compact_heap()                       # the new version's objects out of the collector's way
         model.available = {**model.available, version: result.servable}   # atomic swap
         record = self._set_state(model, version, "AVAILABLE")
         record.fingerprint, record.attempts = candidate.fingerprint, 0
@@ -183,8 +183,7 @@ class ServableManager:
                 log.warning("model %s version %d: released with requests still running",
                             model.config.name, version)
             self._on_unloaded(servable)
-            gc.collect()                     # TensorFlow objects sit in reference cycles
-            release_free_memory()
+            compact_heap()                   # TensorFlow objects sit in reference cycles
             self._set_state(model, version, "END")
             log.info("model %s version %d unloaded", model.config.name, version)
 

@@ -12,9 +12,11 @@ advises `num_batch_threads` = CPU cores on CPU-only machines.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -50,15 +52,30 @@ def configure_tensorflow(intra_op: int, inter_op: int) -> None:
     log.info("TensorFlow threads: intra-op %s, inter-op %s", intra_op or "auto", inter_op or "auto")
 
 
-def release_free_memory() -> None:
-    """Hand memory freed by an unloaded version back to the OS (glibc's malloc_trim).
+_COMPACTING = threading.Lock()
 
-    glibc keeps freed heap pages in its arenas; after a hot swap the old version's tensors are
-    free but still counted in the worker's RSS, so every swap would look like growth to the
-    kubelet. Elsewhere (musl, macOS) this does nothing.
+
+def compact_heap() -> None:
+    """After a version loads or unloads: collect every reference cycle, hand freed memory back to
+    the OS, then freeze what is left out of the garbage collector's way.
+
+    Why freeze: a loaded model is ~400k Python objects, and every full collection walks them all
+    while holding the GIL -- 200-300 ms in which no request thread runs (seen once per ~30 s at
+    300 requests/s). Frozen objects are skipped, so live traffic only ever collects its own young
+    objects. Unfreezing first lets the collection below free an unloaded version's cycles.
+    Why trim: glibc keeps freed heap pages in its arenas; after a hot swap the old version's
+    tensors are free but still counted in the worker's RSS (and against the pod's memory limit).
     """
+    with _COMPACTING:
+        gc.unfreeze()
+        gc.collect()
+        _malloc_trim()
+        gc.freeze()
+
+
+def _malloc_trim() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
-        return
+        return                              # not glibc (musl, macOS): nothing to trim
     libc.malloc_trim(0)

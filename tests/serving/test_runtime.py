@@ -70,3 +70,32 @@ def test_batch_threads_run_model_calls_side_by_side() -> None:
     queue.close()
     assert both_inside.is_set(), "the second batch waited for the first"
     assert [r["y"].item() for r in results] == [2.0, 4.0]
+
+
+class _Node:
+    """A reference cycle stands for a TensorFlow object graph (they sit in cycles)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_compact_heap_frees_an_unloaded_versions_cycles_and_freezes_the_rest() -> None:
+    import gc
+    import weakref
+
+    from serving.runtime import compact_heap
+
+    try:
+        loaded = _Node()                          # a version that stays loaded
+        garbage = weakref.ref(_Node())            # cyclic garbage, e.g. of a failed load
+        compact_heap()                            # after a load
+        assert garbage() is None
+        assert loaded is not None and gc.get_freeze_count() > 0    # survivors skipped by the collector
+        unloaded = weakref.ref(loaded)
+        del loaded                                # the version is unloaded ...
+        gc.collect()
+        assert unloaded() is not None             # ... a plain collection cannot see frozen cycles,
+        compact_heap()                            # compacting after the unload does
+        assert unloaded() is None
+    finally:
+        gc.unfreeze()
