@@ -112,6 +112,7 @@ def summarise(runs: dict, args: argparse.Namespace) -> dict:
 
 def markdown(results: dict) -> str:
     s, d = results["summary"], results["dataset"]
+    c = results["runs"]["transfer"]["config"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [
         "## Training",
@@ -119,6 +120,9 @@ def markdown(results: dict) -> str:
         f"`make bench-train` ({results['measured_at']}, {results['machine']['cpus']} CPUs, no GPU): "
         f"{d['name']}, {d['train_per_class']} training / {d['val_per_class']} validation images per class, "
         f"test on {d['test_per_class']} per class from the t10k set, {d['image_size']} px, {d['backbone']}.",
+        f"Seed {c.get('seed', 42)}; stage 2: top {c['unfreeze_top']} base layers, "
+        f"Adam {c['ft_learning_rate']:g} ({c.get('ft_schedule', 'constant')}), up to {c['ft_epochs']} "
+        f"epochs, patience {c['patience']}.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -136,6 +140,7 @@ def markdown(results: dict) -> str:
         f"| from scratch, same epoch budget, BN momentum 0.9 | {pct(s.get('test_accuracy_scratch'))} |",
         "",
         "Raw figures: `bench/results/train.json`.",
+        "",
         "",
     ]
     return "\n".join(lines)
