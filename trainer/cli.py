@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trainer.config import DEFAULTS, TrainConfig
+from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", dest="learning_rate", type=float, default=DEFAULTS.learning_rate, help="stage 1 learning rate")
     add("--ft-lr", dest="ft_learning_rate", type=float, default=DEFAULTS.ft_learning_rate,
         help="stage 2 (peak) learning rate (chosen by measurement, docs/trainer.md)")
-    add("--ft-schedule", choices=("constant", "cosine"), default=DEFAULTS.ft_schedule,
+    add("--ft-schedule", choices=FT_SCHEDULES, default=DEFAULTS.ft_schedule,
         help="stage 2 learning rate: constant, or cosine decay to 0 over the --ft-epochs steps")
     add("--patience", type=int, default=DEFAULTS.patience, help="stage 2 early stopping patience (val loss)")
     add("--batch-size", type=int, default=DEFAULTS.batch_size)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.errors import ServingError
+from trainer.config import FT_SCHEDULES
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 
@@ -21,9 +22,10 @@ class Option:
     """One allowed key: how to check its value and which trainer flag it becomes."""
 
     flag: str
-    kind: str  # "path" | "int" | "float" | "name" | "weights" | "flag"
+    kind: str  # "path" | "int" | "float" | "name" | "weights" | "flag" | "choice"
     low: float = 0
     high: float = 0
+    choices: tuple[str, ...] = ()
 
 
 ALLOWED: dict[str, Option] = {
@@ -39,6 +41,7 @@ ALLOWED: dict[str, Option] = {
     "batch_size": Option("--batch-size", "int", 1, 4096),
     "learning_rate": Option("--lr", "float", 1e-7, 1.0),
     "ft_learning_rate": Option("--ft-lr", "float", 1e-8, 1.0),
+    "ft_schedule": Option("--ft-schedule", "choice", choices=FT_SCHEDULES),
     "patience": Option("--patience", "int", 0, 100),
     "dropout": Option("--dropout", "float", 0.0, 0.9),
     "seed": Option("--seed", "int", 0, 2**31 - 1),
@@ -117,6 +120,10 @@ def _check(key: str, value: Any, data_root: str, must_exist: bool) -> Any:
         return _check_name(key, value)
     if spec.kind == "weights":
         return value if value in ("imagenet", "none") else resolve_weights(data_root, value, must_exist)
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            raise _invalid(f"option {key!r} must be one of {list(spec.choices)}, got {value!r}")
+        return value
     if not isinstance(value, bool):
         raise _invalid(f"option {key!r} must be true or false")
     return value

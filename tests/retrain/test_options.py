@@ -34,12 +34,13 @@ def rejected(body: object, root: Path, must_exist: bool = True) -> str:
 def test_valid_options_become_trainer_flags(data_root: Path) -> None:
     options = check({"data": "pizza", "backbone": "mobilenet_v2", "weights": "none", "image_size": 96,
                      "epochs": 2, "ft_epochs": 0, "unfreeze_top": 20, "cache_features": True,
-                     "learning_rate": 0.001}, data_root)
+                     "learning_rate": 0.001, "ft_schedule": "constant"}, data_root)
     assert options["data"] == str(data_root / "pizza")
     args = trainer_arguments(options)
     assert args[:2] == ["--data", str(data_root / "pizza")]
     assert "--cache-features" in args and "--image-size" in args and args[args.index("--epochs") + 1] == "2"
     assert args[args.index("--lr") + 1] == "0.001"
+    assert args[args.index("--ft-schedule") + 1] == "constant"
     assert "--cache-features" not in trainer_arguments({"cache_features": False})
 
 
@@ -59,6 +60,8 @@ def test_absolute_path_inside_root_and_weights_file(data_root: Path) -> None:
     ({"data": "pizza", "learning_rate": float("nan")}, "between"),
     ({"data": "pizza", "backbone": "../x"}, "must match"),
     ({"data": "pizza", "cache_features": "yes"}, "true or false"),
+    ({"data": "pizza", "ft_schedule": "linear"}, "one of ['constant', 'cosine']"),
+    ({"data": "pizza", "ft_schedule": ["cosine"]}, "one of"),
     ({"data": "../outside"}, "under the data root"),
     ({"data": "/etc"}, "under the data root"),
     ({"data": "escape"}, "under the data root"),          # symlink out of the root
