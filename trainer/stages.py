@@ -133,8 +133,8 @@ def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
     rate = fine_tuning_rate(learning_rate, schedule, epochs, train)
     with strategy.scope():
         weighted = unfreeze_top(classifier.base, unfreeze)
-        log.info("stage 2: %d weighted base layers trainable (top %d layers, BatchNorm frozen), "
-                 "lr %g %s", weighted, unfreeze, learning_rate, schedule)
+        log.info("stage 2: %d weighted base layers trainable (%s, BatchNorm frozen), lr %g %s",
+                 weighted, "all layers" if unfreeze < 0 else f"top {unfreeze} layers", learning_rate, schedule)
         classifier.model.compile(keras.optimizers.Adam(rate), LOSS, metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)

@@ -22,7 +22,7 @@ class Option:
     """One allowed key: how to check its value and which trainer flag it becomes."""
 
     flag: str
-    kind: str  # "path" | "int" | "float" | "name" | "weights" | "flag" | "choice"
+    kind: str  # "path" | "int" | "layers" | "float" | "name" | "weights" | "flag" | "choice"
     low: float = 0
     high: float = 0
     choices: tuple[str, ...] = ()
@@ -37,7 +37,7 @@ ALLOWED: dict[str, Option] = {
     "image_size": Option("--image-size", "int", 32, 1024),
     "epochs": Option("--epochs", "int", 0, 1000),
     "ft_epochs": Option("--ft-epochs", "int", 0, 1000),
-    "unfreeze_top": Option("--unfreeze-top", "int", 0, 1000),
+    "unfreeze_top": Option("--unfreeze-top", "layers", 0, 1000),
     "batch_size": Option("--batch-size", "int", 1, 4096),
     "learning_rate": Option("--lr", "float", 1e-7, 1.0),
     "ft_learning_rate": Option("--ft-lr", "float", 1e-8, 1.0),
@@ -75,7 +75,7 @@ def resolve_data_path(data_root: str, value: Any, *, key: str, must_exist: bool)
 
 def _check_int(key: str, value: Any, spec: Option) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"option {key!r} must be an integer")
+        raise _invalid(f"option {key!r} must be an integer" + (" or 'all'" if spec.kind == "layers" else ""))
     if not spec.low <= value <= spec.high:
         raise _invalid(f"option {key!r} must be between {spec.low} and {spec.high}")
     return value
@@ -114,6 +114,8 @@ def _check(key: str, value: Any, data_root: str, must_exist: bool) -> Any:
         return resolve_data_path(data_root, value, key=key, must_exist=must_exist)
     if spec.kind == "int":
         return _check_int(key, value, spec)
+    if spec.kind == "layers":
+        return value if value == "all" else _check_int(key, value, spec)   # all: the whole base
     if spec.kind == "float":
         return _check_float(key, value, spec)
     if spec.kind == "name":

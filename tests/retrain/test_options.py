@@ -41,6 +41,9 @@ def test_valid_options_become_trainer_flags(data_root: Path) -> None:
     assert "--cache-features" in args and "--image-size" in args and args[args.index("--epochs") + 1] == "2"
     assert args[args.index("--lr") + 1] == "0.001"
     assert args[args.index("--ft-schedule") + 1] == "constant"
+    assert args[args.index("--unfreeze-top") + 1] == "20"
+    all_layers = trainer_arguments(check({"data": "pizza", "unfreeze_top": "all"}, data_root))
+    assert all_layers[all_layers.index("--unfreeze-top") + 1] == "all"
     assert "--cache-features" not in trainer_arguments({"cache_features": False})
 
 
@@ -61,6 +64,7 @@ def test_absolute_path_inside_root_and_weights_file(data_root: Path) -> None:
     ({"data": "pizza", "backbone": "../x"}, "must match"),
     ({"data": "pizza", "cache_features": "yes"}, "true or false"),
     ({"data": "pizza", "ft_schedule": "linear"}, "one of ['constant', 'cosine']"),
+    ({"data": "pizza", "unfreeze_top": "most"}, "an integer or 'all'"),
     ({"data": "pizza", "ft_schedule": ["cosine"]}, "one of"),
     ({"data": "../outside"}, "under the data root"),
     ({"data": "/etc"}, "under the data root"),

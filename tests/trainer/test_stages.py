@@ -43,3 +43,27 @@ def test_cli_schedule_flag_defaults_to_the_config_and_accepts_only_known_names(c
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--ft-schedule", "linear"])
     assert "invalid choice: 'linear'" in capsys.readouterr().err
+
+
+def test_unfreeze_top_all_is_the_default_and_frees_every_non_batchnorm_layer(capsys):
+    from trainer.config import ALL_LAYERS
+    from trainer.model import unfreeze_top
+
+    base_args = ["train", "--data", "d", "--model-name", "m", "--model-base-path", "b"]
+    assert build_parser().parse_args(base_args).unfreeze_top == DEFAULTS.unfreeze_top == ALL_LAYERS
+    assert build_parser().parse_args([*base_args, "--unfreeze-top", "ALL"]).unfreeze_top == ALL_LAYERS
+    assert build_parser().parse_args([*base_args, "--unfreeze-top", "3"]).unfreeze_top == 3
+    for bad in ("-2", "most"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base_args, "--unfreeze-top", bad])
+    assert "--unfreeze-top: invalid layer_count value" in capsys.readouterr().err
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(4, 3, name="c2")(x)
+    base = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="c3")(x))
+    base.trainable = False
+    assert unfreeze_top(base, ALL_LAYERS) == 3          # c1, c2, c3; BatchNorm stays frozen
+    assert not base.get_layer("bn").trainable
+    assert unfreeze_top(base, 1) == 1 and base.get_layer("c3").trainable and not base.get_layer("c1").trainable
