@@ -27,7 +27,8 @@ def _target(name: str, measured: float | None, threshold: float, passed: bool | 
 
 
 def targets(results: dict) -> list[dict[str, Any]]:
-    """The benchmark issue's five targets and the serving issue's batch-32 one, each with the measured figure and pass/fail (None: not measured)."""
+    """The benchmark issue's five targets and the serving issue's batch-32 one, each with the
+    measured figure and pass/fail (None: not measured)."""
     limit = results["limit"]
     best, b1 = limit["best"]["images_per_s"], limit["batch1"]["p50_ms"]
     c16 = find_row(results, *OURS_REST, 16)

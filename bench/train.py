@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from trainer.config import layer_count
+from trainer.config import FT_SCHEDULES, layer_count
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "train"
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-epochs", type=int, default=None)
     parser.add_argument("--unfreeze-top", type=layer_count, default=None, metavar="K|all")
     parser.add_argument("--ft-lr", type=float, default=None)
-    parser.add_argument("--ft-schedule", choices=("constant", "cosine"), default=None)
+    parser.add_argument("--ft-schedule", choices=FT_SCHEDULES, default=None)
     parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None,
                         help="trainer seed (init, shuffling, augmentation); the folders stay the same")
