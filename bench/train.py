@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from trainer.config import FT_SCHEDULES, layer_count
+from trainer.config import FT_SCHEDULES, describe_layers, layer_count
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "train"
@@ -122,8 +122,7 @@ def markdown(results: dict) -> str:
         f"`make bench-train` ({results['measured_at']}, {results['machine']['cpus']} CPUs, no GPU): "
         f"{d['name']}, {d['train_per_class']} training / {d['val_per_class']} validation images per class, "
         f"test on {d['test_per_class']} per class from the t10k set, {d['image_size']} px, {d['backbone']}.",
-        f"Seed {c.get('seed', 42)}; stage 2: "
-        f"{'all' if c['unfreeze_top'] < 0 else 'top ' + str(c['unfreeze_top'])} base layers, "
+        f"Seed {c.get('seed', 42)}; stage 2: {describe_layers(c['unfreeze_top'])} of the base, "
         f"Adam {c['ft_learning_rate']:g} ({c.get('ft_schedule', 'constant')}), up to {c['ft_epochs']} "
         f"epochs, patience {c['patience']}.",
         "",

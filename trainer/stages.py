@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import distributed_loop
+from trainer.config import describe_layers
 from trainer.model import Classifier, inference_function, unfreeze_top
 from trainer.termination import check as check_termination
 
@@ -134,7 +135,7 @@ def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
     with strategy.scope():
         weighted = unfreeze_top(classifier.base, unfreeze)
         log.info("stage 2: %d weighted base layers trainable (%s, BatchNorm frozen), lr %g %s",
-                 weighted, "all layers" if unfreeze < 0 else f"top {unfreeze} layers", learning_rate, schedule)
+                 weighted, describe_layers(unfreeze), learning_rate, schedule)
         classifier.model.compile(keras.optimizers.Adam(rate), LOSS, metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
