@@ -123,19 +123,15 @@ class BatchQueue:
 
     def _next_batch(self) -> list[_Task] | None:
         """Wait for a first task, then up to the timeout for a full batch; None when closed."""
-        limit = self._options.max_batch_size
         with self._cond:
-            self._cond.wait_for(lambda: self._tasks or self._closed)
-            if not self._tasks:
-                return None
-            lone = len(self._tasks) == 1 and self._last_batch_items == 1
-            deadline = self._tasks[0].enqueued + (0 if lone else self._options.batch_timeout_micros / 1e6)
-            while self._queued_items < limit and not self._closed:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0 or not self._tasks:
+            while True:
+                self._cond.wait_for(lambda: self._tasks or self._closed)
+                if not self._tasks:
+                    return None
+                self._wait_for_partners()
+                if self._tasks:             # else another batch thread took them meanwhile
                     break
-                self._cond.wait(remaining)
-            batch, total = [], 0
+            batch, total, limit = [], 0, self._options.max_batch_size
             while self._tasks and (not batch or total + self._tasks[0].size <= limit):
                 task = self._tasks.popleft()
                 batch.append(task)
@@ -143,6 +139,16 @@ class BatchQueue:
             self._queued_items -= total
             self._last_batch_items = total
             return batch
+
+    def _wait_for_partners(self) -> None:
+        """Up to the timeout after the oldest request, until a full batch is queued (lock held)."""
+        lone = len(self._tasks) == 1 and self._last_batch_items == 1
+        deadline = self._tasks[0].enqueued + (0 if lone else self._options.batch_timeout_micros / 1e6)
+        while self._tasks and self._queued_items < self._options.max_batch_size and not self._closed:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:

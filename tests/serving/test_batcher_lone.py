@@ -5,6 +5,7 @@ whole batch_timeout_micros for partners that never came. Overlapping requests mu
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -50,3 +51,22 @@ def test_overlapping_requests_after_lone_ones_are_still_batched() -> None:
         thread.join()
     queue.close()
     assert sum(model.calls) == 9 and max(model.calls[3:]) > 1, model.calls
+
+
+def test_a_batch_thread_whose_tasks_were_taken_waits_again(caplog) -> None:
+    """Two batch threads both waiting out the timeout for the same queued requests: the one that
+    wakes second finds the queue emptied by the other and must wait for new work, not run an
+    empty batch (it used to: an IndexError logged per occurrence and a batch size of 0 observed)."""
+    model = Model(delay=0.0)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=2, max_batch_size=8, batch_timeout_micros=200_000), "m", 1)
+    time.sleep(0.1)                                   # both batch threads are waiting for work
+    threads = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(2)]
+    for thread in threads:                            # each arrival wakes one batch thread
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    time.sleep(0.3)                                   # past the second thread's deadline too
+    queue.close()
+    assert model.calls == [2]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
