@@ -13,6 +13,10 @@ sending, so the wait would only add latency (at concurrency 1 it added the whole
 request). As soon as requests overlap, the queue holds more than one or the last batch was larger,
 and the timeout applies again (measured in bench/serve.py: docs/benchmarks.md).
 
+Batch threads that are idle at the same time share the queued requests out equally: each batch
+runs on one core (one intra-op thread per call, serving/runtime.py), so four queued requests and
+two idle threads make two batches of two on two cores rather than one batch of four on one.
+
 A request that makes the model fail must not fail its neighbours: inputs are validated before
 they are queued, and if a batch still fails as a whole, each request of it is re-run alone so only
 the culprit gets the error.
@@ -84,6 +88,7 @@ class BatchQueue:
         self._tasks: collections.deque[_Task] = collections.deque()
         self._queued_items = 0
         self._last_batch_items = 0   # items in the previous batch: 1 means traffic is not overlapping
+        self._idle_threads = 0       # batch threads waiting for work (not running a batch)
         self._closed = False
         self._cond = threading.Condition()
         self._batch_metric = BATCH_SIZE.labels(model, str(version))
@@ -124,21 +129,35 @@ class BatchQueue:
     def _next_batch(self) -> list[_Task] | None:
         """Wait for a first task, then up to the timeout for a full batch; None when closed."""
         with self._cond:
-            while True:
-                self._cond.wait_for(lambda: self._tasks or self._closed)
-                if not self._tasks:
-                    return None
-                self._wait_for_partners()
-                if self._tasks:             # else another batch thread took them meanwhile
-                    break
-            batch, total, limit = [], 0, self._options.max_batch_size
-            while self._tasks and (not batch or total + self._tasks[0].size <= limit):
-                task = self._tasks.popleft()
-                batch.append(task)
-                total += task.size
-            self._queued_items -= total
-            self._last_batch_items = total
-            return batch
+            self._idle_threads += 1
+            try:
+                while True:
+                    self._cond.wait_for(lambda: self._tasks or self._closed)
+                    if not self._tasks:
+                        return None
+                    self._wait_for_partners()
+                    if self._tasks:         # else another batch thread took them meanwhile
+                        break
+                return self._take_share()
+            finally:
+                self._idle_threads -= 1
+
+    def _take_share(self) -> list[_Task]:
+        """The oldest tasks, up to max_batch_size and to an equal share among the idle batch
+        threads (lock held). Why share: each batch runs on one core (serving.runtime), so four
+        queued requests make two batches of two on two cores, not one batch of four on one."""
+        share = -(-self._queued_items // self._idle_threads)
+        limit = min(self._options.max_batch_size, share)
+        batch, total = [], 0
+        while self._tasks and (not batch or total + self._tasks[0].size <= limit):
+            task = self._tasks.popleft()
+            batch.append(task)
+            total += task.size
+        self._queued_items -= total
+        self._last_batch_items = total
+        if self._tasks:
+            self._cond.notify()             # the rest is another idle thread's share
+        return batch
 
     def _wait_for_partners(self) -> None:
         """Up to the timeout after the oldest request, until a full batch is queued (lock held)."""

@@ -1,0 +1,113 @@
+"""The batcher's departures from TF Serving, and a race between its batch threads.
+
+- A lone request after a batch of one runs at once. Found by the serving benchmark
+  (docs/benchmarks.md): at concurrency 1 every request waited the whole batch_timeout_micros for
+  partners that never came. Overlapping requests must still batch.
+- Idle batch threads share the queued requests, since each batch runs on one core.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from serving.batcher import BatchQueue
+from serving.config import BatchingOptions
+
+
+class Model:
+    def __init__(self, delay: float) -> None:
+        self.calls: list[int] = []
+        self.delay = delay
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls.append(len(inputs["x"]))
+        time.sleep(self.delay)
+        return {"y": inputs["x"] * 2}
+
+
+def test_sequential_requests_do_not_wait_out_the_timeout() -> None:
+    model = Model(delay=0.0)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=300_000), "m", 1)
+    queue.submit({"x": np.ones((1, 1))})          # the first may wait: nothing is known yet
+    started = time.perf_counter()
+    for i in range(5):
+        np.testing.assert_array_equal(queue.submit({"x": np.full((1, 1), i)})["y"], [[2 * i]])
+    elapsed = time.perf_counter() - started
+    queue.close()
+    assert elapsed < 0.3, f"5 sequential requests took {elapsed:.2f} s: each waited the 0.3 s timeout"
+    assert model.calls == [1] * 6
+
+
+def test_overlapping_requests_after_lone_ones_are_still_batched() -> None:
+    model = Model(delay=0.05)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=20_000), "m", 1)
+    for _ in range(3):
+        queue.submit({"x": np.ones((1, 1))})
+    threads = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.close()
+    assert sum(model.calls) == 9 and max(model.calls[3:]) > 1, model.calls
+
+
+def test_a_batch_thread_whose_tasks_were_taken_waits_again(caplog) -> None:
+    """Two batch threads waiting out the timeout for the same request: the one that wakes second
+    finds the queue emptied by the other and must wait for new work, not run an empty batch (it
+    used to: an IndexError logged per occurrence and a batch size of 0 observed). The second
+    batch thread here is the test's own, so both always wait on the same deadline."""
+    model = Model(delay=0.0)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=300_000), "m", 1)
+    answers: list[np.ndarray] = []
+    batches: list[object] = []
+
+    def second_batch_thread() -> None:
+        batch = queue._next_batch()
+        batches.append(batch)
+        if batch:
+            queue._run_batch(batch)
+
+    client = threading.Thread(target=lambda: answers.append(queue.submit({"x": np.ones((1, 1))})["y"]))
+    client.start()
+    time.sleep(0.1)                                   # the real batch thread waits for partners
+    other = threading.Thread(target=second_batch_thread)
+    other.start()                                     # ... and so does this one, same deadline
+    client.join(timeout=5)
+    time.sleep(0.1)
+    queue.close()                                     # releases whichever thread still waits
+    other.join(timeout=5)
+    assert [a.tolist() for a in answers] == [[[2.0]]] and model.calls == [1]
+    assert batches and batches[0] != [], "a batch thread returned an empty batch"
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+def test_queued_requests_are_shared_among_idle_batch_threads() -> None:
+    """Each batch runs on one core: four requests queued while two batch threads are idle make
+    two batches of two that run side by side, not one batch of four on one core."""
+    release = threading.Event()
+
+    class Blocking(Model):
+        def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.calls.append(len(inputs["x"]))
+            release.wait(5)
+            return {"y": inputs["x"] * 2}
+
+    model = Blocking(delay=0.0)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=2, max_batch_size=8, batch_timeout_micros=100_000), "m", 1)
+    time.sleep(0.05)
+    threads = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(model.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls = list(model.calls)                         # both batches are running at once
+    release.set()
+    for thread in threads:
+        thread.join()
+    queue.close()
+    assert sorted(calls) == [2, 2], calls
