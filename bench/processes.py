@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -101,6 +102,17 @@ class ServerProcess:
     def peak_rss_bytes(self) -> int:
         """Sum of each process's high-water mark (VmHWM): the tree's peak, or a little above it."""
         return 1024 * sum(_status_kb(pid, "VmHWM") for pid in self.pids())
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the live process tree so far (what the server has cost)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue                      # exited between the listing and the read
+            total += int(fields[11]) + int(fields[12])   # utime, stime (clock ticks)
+        return total / CLOCK_TICKS
 
     def largest_process_rss(self) -> tuple[int, int]:
         """(pid, RSS bytes) of the biggest process: the one holding the model."""

@@ -4,7 +4,9 @@ One run, one machine, one workload (bench/workload.py), one load generator (benc
 1. the limit: the SavedModel signature in-process at batch 1 and at its best batch (bench/limit.py);
 2. ours: REST `:predict` b64, REST `:classify_image` raw, gRPC `Predict`, each at every concurrency;
 3. memory: that server's RSS after its first load, after the traffic, then after N hot swaps;
-4. naive: Flask on one gunicorn sync worker; 5. kserve: KServe's Python server (own venv).
+4. floor: our REST stack with no model, at concurrency 16 (what HTTP alone costs per request);
+5. naive: Flask on one gunicorn sync worker; 6. kserve: KServe's Python server (own venv).
+Every row also records the server's CPU per image (its process tree's CPU time over the row).
 Results go to a JSON file; the full run also draws the plot and rewrites the generated block of
 `## Serving` in docs/benchmarks.md.
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench import report, systems
+from bench.processes import ServerProcess
 from bench.workload import REPO, WORK, Workload, mobilenet_workload, publish_copy, remove_versions_above, tiny_workload
 
 MB = 1 << 20
@@ -38,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=0.5 if smoke else 8.0, help="measured window per row")
     parser.add_argument("--warmup", type=float, default=0.2 if smoke else 2.0, help="unmeasured lead-in per row")
     parser.add_argument("--swaps", type=int, default=3 if smoke else 20)
-    parser.add_argument("--systems", default="ours,memory,naive,kserve")
+    parser.add_argument("--systems", default="ours,memory,floor,naive,kserve")
     parser.add_argument("--kserve", choices=["install", "existing", "skip"], default="existing" if smoke else "install",
                         help="install: create bench/work/kserve-venv if missing; existing: use it only if present")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -91,12 +94,17 @@ def stricter_limit(runs: list[dict]) -> dict:
     neighbour nor TensorFlow's default threading can flatter us."""
     best = max((run["best"] for run in runs), key=lambda row: row["images_per_s"])
     batch1 = min((run["batch1"] for run in runs), key=lambda row: row["p50_ms"])
+    from serving.runtime import available_cpus
+
     model = {key: runs[0][key] for key in ("model_rss_bytes", "sweep_rss_growth_bytes")}
-    return {**model, "best": best, "batch1": batch1, "runs": runs}
+    return {**model, "cpus": available_cpus(), "best": best, "batch1": batch1, "runs": runs}
 
 
-def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dict) -> None:
-    """Probe each row once (a wrong answer stops that row), then run it at every concurrency."""
+def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dict, server: ServerProcess,
+                 concurrencies: list[int] | None = None) -> None:
+    """Probe each row once (a wrong answer stops that row), then run it at every concurrency,
+    with the server's CPU time per image over the run (warm-up included: a closed loop is
+    steady, so its rate holds for the window)."""
     for row in rows:
         try:
             answer = row.probe()
@@ -104,12 +112,15 @@ def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dic
             results["failures"].append(f"{row.system} {row.api}: probe failed: {error}")
             print(f"  {row.system:7s} {row.api:28s} probe FAILED: {error}", flush=True)
             continue
-        for concurrency in args.concurrency:
+        for concurrency in concurrencies or args.concurrency:
+            cpu, wall = server.cpu_seconds(), time.perf_counter()
             result = row.run(concurrency, args.seconds, args.warmup).as_dict()
+            cpu_rate = (server.cpu_seconds() - cpu) / (time.perf_counter() - wall)
+            result["server_cpu_ms_per_image"] = 1000 * cpu_rate / result["images_per_s"] if result["images_per_s"] else None
             results["rows"].append({"system": row.system, "api": row.api, "probe": answer, **result})
             print(f"  {row.system:7s} {row.api:28s} c={concurrency:<3d} {result['images_per_s']:7.1f} img/s  "
                   f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  err {result['errors']}  "
-                  f"client cpu {result['loadgen_cpu_pct']:.0f}%  load {result['load_avg_1m']:.2f}", flush=True)
+                  f"server cpu {result['server_cpu_ms_per_image'] or 0:.2f} ms/img  client cpu {result['loadgen_cpu_pct']:.0f}%  load {result['load_avg_1m']:.2f}", flush=True)
 
 
 def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
@@ -119,7 +130,7 @@ def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results
     with server:
         time.sleep(1.0)
         first_load = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
-        measure_rows(systems.our_rows(url, target, workload, classes), args, results)
+        measure_rows(systems.our_rows(url, target, workload, classes), args, results, server)
         after_traffic = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
         results["memory"] = {"rss_first_load": first_load, "rss_after_traffic": after_traffic,
                              "peak_rss_after_traffic": server.peak_rss_bytes(), "swaps": 0}
@@ -153,7 +164,7 @@ def hot_swaps(server, url: str, workload: Workload, classes: int, swaps: int, me
 def run_naive(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
     server, url = systems.start_naive(workload, logs)
     with server:
-        measure_rows([systems.predict_row("naive", "REST :predict b64", url, workload, classes)], args, results)
+        measure_rows([systems.predict_row("naive", "REST :predict b64", url, workload, classes)], args, results, server)
 
 
 def run_kserve(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
@@ -163,10 +174,21 @@ def run_kserve(workload: Workload, classes: int, args: argparse.Namespace, resul
         return
     server, url = systems.start_kserve(python, workload, logs)
     with server:
-        measure_rows([systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)], args, results)
+        measure_rows([systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)], args, results, server)
 
 
-PHASES = (("ours", run_ours), ("naive", run_naive), ("kserve", run_kserve))
+FLOOR_CONCURRENCY = 16   # the concurrency of the throughput targets
+
+
+def run_floor(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
+    """The HTTP floor (bench/floor_server.py) under the same load as ours at concurrency 16."""
+    server, url = systems.start_floor(logs)
+    with server:
+        measure_rows([systems.floor_row(url, workload)], args, results,
+                     server, [FLOOR_CONCURRENCY])
+
+
+PHASES = (("ours", run_ours), ("floor", run_floor), ("naive", run_naive), ("kserve", run_kserve))
 
 
 def main(argv: list[str]) -> int:

@@ -3,6 +3,7 @@
 - ours: `python -m serving` (gunicorn + Flask REST, gRPC in the same worker, one model copy).
 - naive: Flask on one gunicorn sync worker, one model call per request (bench/naive_server.py).
 - kserve: KServe's Python model server in its own venv (bench/peer_kserve.py).
+- floor: our REST stack with no model (bench/floor_server.py): the HTTP cost per request.
 
 A `Row` is one line of the results table: a system, a protocol/API and how to drive it.
 """
@@ -131,6 +132,36 @@ def start_naive(workload: Workload, logs: Path) -> tuple[ServerProcess, str]:
                            env={"NAIVE_MODEL_DIR": str(workload.version_dir)})
     url = f"http://127.0.0.1:{port}"
     server.wait_ready(lambda: http_json(f"{url}/healthz")[0] == 200, timeout=120)
+    return server, url
+
+
+# --- floor -------------------------------------------------------------------------------------
+
+FLOOR_API = "REST :predict b64, no model"
+
+
+def floor_row(base_url: str, workload: Workload) -> Row:
+    """The same bodies as ours' `:predict` row, against the floor; its answer is a constant."""
+    url = f"{base_url}/v1/models/{workload.name}:predict"
+    bodies = loadgen.predict_bodies(workload.images)
+
+    def check() -> str:
+        answer = _post(url, bodies[0], "application/json")
+        if len(answer.get("predictions", [])) != 1:
+            raise AssertionError(f"{url}: unexpected answer {str(answer)[:200]}")
+        return "one constant prediction"
+    return http_rows("floor", FLOOR_API, url, bodies, "application/json", check)
+
+
+def start_floor(logs: Path) -> tuple[ServerProcess, str]:
+    """bench/floor_server.py on gunicorn with the worker settings of ours (serving/server.py)."""
+    port = free_port()
+    command = [str(Path(PYTHON).parent / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
+               "--threads", "32", "--keep-alive", "5", "--no-control-socket",
+               "--bind", f"127.0.0.1:{port}", "bench.floor_server:create_app()"]
+    server = ServerProcess("floor", command, logs / "floor.log", cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    server.wait_ready(lambda: http_json(f"{url}/healthz")[0] == 200, timeout=60)
     return server, url
 
 

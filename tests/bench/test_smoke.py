@@ -52,7 +52,21 @@ def test_every_row_at_every_concurrency_with_sane_fields(smoke, system, api):
         assert row["requests"] > 0 and row["images_per_s"] > 0
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert 0 <= row["loadgen_cpu_pct"] <= 100 * 4
+        assert 0 < row["server_cpu_ms_per_image"] < 1000 * 4 / row["images_per_s"] * 1.5
         assert row["probe"]
+
+
+def test_floor_row_and_the_ceiling_it_gives(smoke):
+    """The no-model REST stack runs at c16, and the ceiling is model CPU over model + floor + client."""
+    results = smoke[0]
+    [floor] = _rows(results, "floor", "REST :predict b64, no model")
+    assert floor["concurrency"] == 16 and floor["errors"] == 0 and floor["server_cpu_ms_per_image"] > 0
+    [ours] = [r for r in _rows(results, "ours", "REST :predict b64") if r["concurrency"] == 16]
+    model_ms = 1000 * results["limit"]["cpus"] / results["limit"]["best"]["images_per_s"]
+    client_ms = 10 * ours["loadgen_cpu_pct"] / ours["images_per_s"]
+    [bound] = [t for t in results["targets"] if t["kind"] == "bound"]
+    assert bound["measured"] == pytest.approx(model_ms / (model_ms + floor["server_cpu_ms_per_image"] + client_ms))
+    assert 0 < bound["measured"] < 1
 
 
 def test_kserve_rows_or_an_explicit_skip(smoke):
@@ -76,7 +90,7 @@ def test_memory_phase_swapped_every_version(smoke):
 def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
     results, stdout = smoke
     assert not results["failures"]
-    assert len(results["targets"]) == 8
+    assert len(results["targets"]) == 9
     kserve_skipped = any(s.startswith("kserve") for s in results["skipped"])
     for target in results["targets"]:
         if kserve_skipped and "kserve" in target["target"]:
