@@ -119,8 +119,10 @@ VERDICTS = {"target": {True: "met", False: "**missed**", None: "not measured"},
 def verdicts(results: dict) -> str:
     lines = ["| target | measured | threshold | verdict |", "|---|---:|---:|---|"]
     for t in results["targets"]:
-        verdict = VERDICTS[t.get("kind", "target")][t["passed"]]
-        lines.append(f"| {t['target']} | {_fmt(t['measured'], 2)} {t['unit']} | {t['threshold']:.2f} | {verdict} |")
+        kind = t.get("kind", "target")
+        verdict = VERDICTS[kind][t["passed"]]
+        digits = 3 if kind == "bound" else 2     # a bound of 0.897 must not read as the 0.90 it misses
+        lines.append(f"| {t['target']} | {_fmt(t['measured'], digits)} {t['unit']} | {t['threshold']:.2f} | {verdict} |")
     return "\n".join(lines)
 
 
