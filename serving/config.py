@@ -11,7 +11,8 @@ expect to configure a container through its environment. One model is served wit
         version_labels: {stable: 3, canary: 4}
         batching: {max_batch_size: 32, batch_timeout_micros: 2000,
                    num_batch_threads: 2, max_enqueued_batches: 16,
-                   allowed_batch_sizes: [1, 2, 4, 8, 16, 32]}     # optional; default any size
+                   allowed_batch_sizes: [1, 2, 4, 8, 16, 32],     # optional; default any size
+                   warmup_batch_sizes: all}                         # or max (faster loads)
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ EXTENSIONS: tuple[str, ...] = ("serving.retrain_api",)
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
+WARMUP_BATCH_SIZES = ("all", "max")
+
+
 class ConfigError(ValueError):
     """The configuration cannot be used; the message names the offending setting."""
 
@@ -51,17 +55,26 @@ class BatchingOptions:
     max_batch_size.
 
     `num_batch_threads` defaults to the CPUs the process may use (serving.runtime): with one
-    intra-op thread per model call, that many batches run side by side, one per core."""
+    intra-op thread per model call, that many batches run side by side, one per core.
+
+    `warmup_batch_sizes`: "all" warms the image signature at every batch size the batcher can form
+    before a version goes live, so the memory that live traffic would add shape by shape is held
+    from the start and no first batch of a new size pays for it; "max" warms the largest only
+    (faster loads for big models). See serving.loader._warm_up and docs/serving.md "Warm-up"."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = field(default_factory=available_cpus)
     max_enqueued_batches: int = 16
     allowed_batch_sizes: tuple[int, ...] = ()
+    warmup_batch_sizes: str = "all"
 
     def __post_init__(self) -> None:
+        if self.warmup_batch_sizes not in WARMUP_BATCH_SIZES:
+            raise ConfigError(f"batching warmup_batch_sizes must be one of {list(WARMUP_BATCH_SIZES)}, "
+                              f"got {self.warmup_batch_sizes!r}")
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "allowed_batch_sizes":
+            if item.name in ("allowed_batch_sizes", "warmup_batch_sizes"):
                 continue
             minimum = 0 if item.name == "batch_timeout_micros" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -243,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-batch-sizes", default="",
                    help="comma-separated batch sizes the model may see, ending with --max-batch-size "
                         "(batches are padded up to the next one); empty: any size")
+    p.add_argument("--warmup-batch-sizes", choices=WARMUP_BATCH_SIZES, default=defaults.warmup_batch_sizes,
+                   help="warm the image signature at every batch size the batcher can form (all: memory "
+                        "held from the start, no slow first batch per size) or at the largest only (max: "
+                        "faster loads)")
     for module in extension_modules():
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
@@ -272,7 +289,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     args = parser.parse_args(argv)
     batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros,
                                args.num_batch_threads, args.max_enqueued_batches,
-                               _sizes(args.allowed_batch_sizes))
+                               _sizes(args.allowed_batch_sizes), args.warmup_batch_sizes)
     if args.model_config_file:
         if args.model_name or args.model_base_path:
             raise ConfigError("give either --model-config-file or --model-name/--model-base-path, not both")

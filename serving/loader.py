@@ -166,21 +166,30 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
 
 
 def _warm_up(servable: Servable, batching: BatchingOptions) -> int:
-    """Replay the version's PredictionLog warm-up records (TF Serving's format), then run each
-    signature at the batcher's max_batch_size (or at every allowed batch size), from
+    """Replay the version's PredictionLog warm-up records (TF Serving's format), then run the
+    image signature at every batch size the batcher can form (`warmup_batch_sizes: all`, the
+    default; only the largest with `max`) and every other signature at the largest, each from
     `num_batch_threads` threads at once. Returns the calls made.
 
     The first call at a batch size allocates its activations and builds oneDNN primitives for
     that shape: for MobileNetV2 at 160 px, ~240 MB and several times the steady-state latency at
-    batch 32. Each batch thread running at the same time needs buffers of its own. Doing it here,
-    before the version is AVAILABLE, means the first full batches of live traffic after a swap
-    are not the ones that pay (docs/serving.md "Warm-up").
+    batch 32, and TensorFlow keeps the primitives of every shape it has run. Each batch thread
+    running at the same time needs buffers of its own. Doing it here, before the version is
+    AVAILABLE, means no batch of live traffic pays for a new shape, and the RSS at readiness is
+    the RSS under load (bare MobileNetV2, batches of 1..32 from two threads afterwards: +7 MB
+    after this warm-up, +146 MB after a warm-up at 32 only; docs/serving.md "Warm-up").
+    Other signatures need the largest size only: the primitives are cached per op shape and
+    shared between signatures of a model (their traffic then added 15 MB).
     """
     images = _replay_warmup_records(servable)
     calls = len(images)
-    sizes = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
-    for size in sizes if images else ():
-        for name, inputs in _full_batches(servable, images, size).items():
+    largest = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
+    every = list(batching.allowed_batch_sizes) or list(range(1, batching.max_batch_size + 1))
+    image_sizes = every if batching.warmup_batch_sizes == "all" else largest
+    for size in sorted(set(image_sizes) | set(largest), reverse=True) if images else ():
+        names = {DEFAULT_SIGNATURE} if size in image_sizes else set()
+        names |= set(servable.signatures) if size in largest else set()
+        for name, inputs in _full_batches(servable, images, size, names).items():
             calls += _run_side_by_side(servable.signatures[name], inputs, batching.num_batch_threads)
     return calls
 
@@ -227,15 +236,17 @@ def _replay_warmup_records(servable: Servable) -> list[bytes]:
     return images
 
 
-def _full_batches(servable: Servable, images: list[bytes], batch_size: int) -> dict[str, dict[str, np.ndarray]]:
-    """One `batch_size` batch per contract signature, from the warm-up images replicated: the
-    image signature gets the encoded bytes, predict_pixels the same images decoded and resized
-    with the trainer's own ops (the pixel input a client of that signature would send)."""
+def _full_batches(servable: Servable, images: list[bytes], batch_size: int,
+                  names: set[str]) -> dict[str, dict[str, np.ndarray]]:
+    """One `batch_size` batch for each contract signature in `names`, from the warm-up images
+    replicated: the image signature gets the encoded bytes, predict_pixels the same images
+    decoded and resized with the trainer's own ops (the pixel input a client of that signature
+    would send)."""
     from trainer.imaging import decode_batch
 
     encoded = np.array([images[i % len(images)] for i in range(batch_size)], dtype=object)
-    batches = {DEFAULT_SIGNATURE: {IMAGE_INPUT: encoded}}
-    pixels = servable.signatures.get(PIXELS_SIGNATURE)
+    batches = {DEFAULT_SIGNATURE: {IMAGE_INPUT: encoded}} if DEFAULT_SIGNATURE in names else {}
+    pixels = servable.signatures.get(PIXELS_SIGNATURE) if PIXELS_SIGNATURE in names else None
     spec = pixels.inputs.get(PIXELS_INPUT) if pixels else None
     if spec is not None and spec.shape is not None and len(spec.shape) == 4 and spec.shape[1]:
         batches[PIXELS_SIGNATURE] = {PIXELS_INPUT: decode_batch(tf.constant(encoded), spec.shape[1]).numpy()}
@@ -260,9 +271,8 @@ def load_version(model: str, version: int, path: Path,
                  batching: BatchingOptions = BatchingOptions(max_batch_size=1)) -> LoadResult:
     """Load, check and warm up one version. Never raises: failures come back as `error`.
 
-    `batching` is how the version will be batched: the warm-up runs every signature at its
-    max_batch_size (or each allowed batch size) too, so the version is warm for the shapes it
-    will see before the manager marks it AVAILABLE, and the signatures pad to the allowed sizes."""
+    `batching` is how the version will be batched: the warm-up runs the batch sizes it will see
+    (`_warm_up`) before the manager marks it AVAILABLE, and the signatures pad to the allowed sizes."""
     started = time.perf_counter()
     try:
         defs = read_signature_defs(path)

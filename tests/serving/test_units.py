@@ -59,9 +59,11 @@ def test_source_reports_only_complete_numeric_versions(tmp_path: Path) -> None:
 # ---- config --------------------------------------------------------------------------------------
 def test_flags_environment_and_yaml_config(tmp_path: Path) -> None:
     options = parse_args(["--model-name", "m", "--model-base-path", str(tmp_path), "--rest-port", "9001"],
-                         {"SERVING_REST_PORT": "9000", "SERVING_GRPC_PORT": "0", "SERVING_MAX_BATCH_SIZE": "8"})
+                         {"SERVING_REST_PORT": "9000", "SERVING_GRPC_PORT": "0", "SERVING_MAX_BATCH_SIZE": "8",
+                          "SERVING_WARMUP_BATCH_SIZES": "max"})
     assert (options.rest_port, options.grpc_port) == (9001, 0)     # flag beats environment
     assert options.models[0].batching.max_batch_size == 8
+    assert options.models[0].batching.warmup_batch_sizes == "max"
     config = tmp_path / "models.yaml"
     config.write_text("""
 models:
@@ -69,7 +71,7 @@ models:
     base_path: a
     version_policy: {latest: 2}
     version_labels: {stable: 1, canary: 2}
-    batching: {max_batch_size: 4}
+    batching: {max_batch_size: 4, warmup_batch_sizes: max}
   - name: b
     base_path: /srv/b
     version_policy: all
@@ -82,7 +84,8 @@ models:
     assert models[0].base_path == tmp_path / "a"
     assert models[0].version_policy == VersionPolicy("latest", latest=2)
     assert models[0].version_labels == {"stable": 1, "canary": 2}
-    assert models[0].batching == BatchingOptions(max_batch_size=4)
+    assert models[0].batching == BatchingOptions(max_batch_size=4, warmup_batch_sizes="max")
+    assert models[1].batching.warmup_batch_sizes == "all"                # the default
     assert models[1].version_policy.kind == "all" and models[2].version_policy.versions == (3, 4)
 
 
@@ -91,6 +94,7 @@ models:
     ("models: [{name: a}]", "base_path"),
     ("models: [{name: a, base_path: x, version_policy: {newest: 1}}]", "version_policy"),
     ("models: [{name: a, base_path: x, batching: {max_batch_size: 0}}]", "max_batch_size"),
+    ("models: [{name: a, base_path: x, batching: {warmup_batch_sizes: some}}]", "warmup_batch_sizes"),
     ("models: [{name: a, base_path: x, version_labels: {stable: two}}]", "stable"),
     ("models: [{name: a, base_path: x, colour: red}]", "colour"),
 ])

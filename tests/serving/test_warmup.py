@@ -12,11 +12,15 @@ from serving.manager import ServableManager
 from tests.helpers import export_tiny, image_bytes
 
 
-def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("warmup,image_sizes", [("all", {1, 2, 3, 4, 5, 6}), ("max", {1, 6})])
+def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              warmup: str, image_sizes: set[int]) -> None:
+    """The image signature at every size the batcher can form (or the largest, `max`), the pixel
+    signature at the largest; all before AVAILABLE."""
     base = tmp_path / "tiny"
     export_tiny(base, seed=1)
-    manager = ServableManager((ModelConfig("tiny", base, batching=BatchingOptions(max_batch_size=6)),))
+    batching = BatchingOptions(max_batch_size=6, warmup_batch_sizes=warmup)
+    manager = ServableManager((ModelConfig("tiny", base, batching=batching),))
     calls: list[tuple[str, int, str, dict]] = []
     real_run = loader.Signature.run
 
@@ -30,7 +34,7 @@ def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path,
     manager.poll()
     try:
         sizes = {(name, size) for name, size, _, _ in calls}
-        assert sizes == {("serving_default", 1), ("serving_default", 6), ("predict_pixels", 6)}
+        assert sizes == {("serving_default", size) for size in image_sizes} | {("predict_pixels", 6)}
         assert {state for *_, state, _ in calls} == {"LOADING"}     # all before AVAILABLE
         assert manager.status("tiny")[0].state == "AVAILABLE"
         # the pixel batch is the warm-up image itself, decoded: both signatures agree on it
@@ -66,7 +70,7 @@ def test_allowed_batch_sizes_pad_each_call_and_warm_every_size(tmp_path: Path,
     batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(2, 4, 8), num_batch_threads=2)
     servable = loader.load_version("tiny", 1, version_dir, batching).servable
     assert servable is not None
-    # warm-up: each size once per signature from each of the 2 batch threads
+    # warm-up: every allowed size on each signature, from each of the 2 batch threads
     assert sorted(set(seen)) == [2, 4, 8] and seen.count(8) == 2 * 2 and seen.count(4) == 2 * 2
     seen.clear()
     images = np.array([image_bytes(seed) for seed in range(5)], dtype=object)
