@@ -224,7 +224,7 @@ def generated_section(results: dict, plot_path: Path | None) -> str:
         f"(mean {results['workload']['mean_image_bytes'] / 1024:.0f} kB), one image per request. "
         f"Closed loop, {settings['warmup']:g} s warm-up + {settings['seconds']:g} s measured per row. "
         f"Server flags beyond the defaults: `{' '.join(settings['server_args']) or 'none'}`.",
-        f"Limit sweeps, each layout measured before and after the servers (batch: images/s; the table "
+        f"Limit sweeps, each layout measured right before and right after our rows (batch: images/s; the table "
         f"keeps the stricter figures of all runs): {sweep}.",
         table(results),
         verdicts(results),
