@@ -59,8 +59,9 @@ class BatchingOptions:
 
     `warmup_batch_sizes`: "all" warms the image signature at every batch size the batcher can form
     before a version goes live, so the memory that live traffic would add shape by shape is held
-    from the start and no first batch of a new size pays for it; "max" warms the largest only
-    (faster loads for big models). See serving.loader._warm_up and docs/serving.md "Warm-up"."""
+    from the start and no first batch of a new size pays for it; "max" warms max_batch_size only
+    (or, with allowed_batch_sizes, each allowed size above 1): faster loads for big models. See
+    serving.loader._warm_up and docs/serving.md "Warm-up"."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = field(default_factory=available_cpus)
@@ -258,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(batches are padded up to the next one); empty: any size")
     p.add_argument("--warmup-batch-sizes", choices=WARMUP_BATCH_SIZES, default=defaults.warmup_batch_sizes,
                    help="warm the image signature at every batch size the batcher can form (all: memory "
-                        "held from the start, no slow first batch per size) or at the largest only (max: "
-                        "faster loads)")
+                        "held from the start, no slow first batch per size) or at --max-batch-size only (max: "
+                        "faster loads; with --allowed-batch-sizes, each allowed size)")
     for module in extension_modules():
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)

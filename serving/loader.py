@@ -168,8 +168,9 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
 def _warm_up(servable: Servable, batching: BatchingOptions) -> int:
     """Replay the version's PredictionLog warm-up records (TF Serving's format), then run the
     image signature at every batch size the batcher can form (`warmup_batch_sizes: all`, the
-    default; only the largest with `max`) and every other signature at the largest, each from
-    `num_batch_threads` threads at once. Returns the calls made.
+    default) and every signature at the full sizes (max_batch_size, or each allowed size above
+    1; with `max` the image signature gets only these too), each from `num_batch_threads`
+    threads at once. Returns the calls made.
 
     The first call at a batch size allocates its activations and builds oneDNN primitives for
     that shape: for MobileNetV2 at 160 px, ~240 MB and several times the steady-state latency at
@@ -178,17 +179,17 @@ def _warm_up(servable: Servable, batching: BatchingOptions) -> int:
     AVAILABLE, means no batch of live traffic pays for a new shape, and the RSS at readiness is
     the RSS under load (bare MobileNetV2, batches of 1..32 from two threads afterwards: +7 MB
     after this warm-up, +146 MB after a warm-up at 32 only; docs/serving.md "Warm-up").
-    Other signatures need the largest size only: the primitives are cached per op shape and
+    Other signatures need the full sizes only: the primitives are cached per op shape and
     shared between signatures of a model (their traffic then added 15 MB).
     """
     images = _replay_warmup_records(servable)
     calls = len(images)
-    largest = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
+    full = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
     every = list(batching.allowed_batch_sizes) or list(range(1, batching.max_batch_size + 1))
-    image_sizes = every if batching.warmup_batch_sizes == "all" else largest
-    for size in sorted(set(image_sizes) | set(largest), reverse=True) if images else ():
+    image_sizes = every if batching.warmup_batch_sizes == "all" else full
+    for size in sorted(set(image_sizes) | set(full), reverse=True) if images else ():
         names = {DEFAULT_SIGNATURE} if size in image_sizes else set()
-        names |= set(servable.signatures) if size in largest else set()
+        names |= set(servable.signatures) if size in full else set()
         for name, inputs in _full_batches(servable, images, size, names).items():
             calls += _run_side_by_side(servable.signatures[name], inputs, batching.num_batch_threads)
     return calls

@@ -1,4 +1,4 @@
-"""The loader warms a version up at the batcher's max_batch_size before it becomes AVAILABLE."""
+"""The loader warms a version up at the batch sizes it will see before it becomes AVAILABLE."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from tests.helpers import export_tiny, image_bytes
 
 
 @pytest.mark.parametrize("warmup,image_sizes", [("all", {1, 2, 3, 4, 5, 6}), ("max", {1, 6})])
-def test_every_signature_runs_at_max_batch_size_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_warmup_batch_sizes_run_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               warmup: str, image_sizes: set[int]) -> None:
     """The image signature at every size the batcher can form (or the largest, `max`), the pixel
     signature at the largest; all before AVAILABLE."""
