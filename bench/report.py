@@ -10,9 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.systems import FLOOR_API
+
 MB = 1 << 20
 OURS_REST = ("ours", "REST :predict b64")
-FLOOR = ("floor", "REST :predict b64, no model")
+FLOOR = ("floor", FLOOR_API)
 
 
 def find_row(results: dict, system: str, api: str, concurrency: int) -> dict | None:
@@ -26,6 +28,18 @@ def _target(name: str, measured: float | None, threshold: float, passed: bool | 
             kind: str = "target") -> dict:
     return {"target": name, "measured": measured, "threshold": threshold, "unit": unit,
             "passed": None if measured is None else passed, "kind": kind}
+
+
+def _cpus(results: dict) -> int:
+    """The CPUs the limit ran on (older result files: the host's count)."""
+    return results["limit"].get("cpus", results["host"]["cpus"])
+
+
+def model_cpu_ms(results: dict) -> float:
+    """CPU time per image of the model alone at the limit's best batch: as the limit measured it,
+    or (result files from before it did) its CPUs divided by its images/s."""
+    best = results["limit"]["best"]
+    return best.get("cpu_ms_per_image") or 1000 * _cpus(results) / best["images_per_s"]
 
 
 def ceiling(results: dict) -> float | None:
@@ -42,11 +56,9 @@ def ceiling(results: dict) -> float | None:
     floor, ours = find_row(results, *FLOOR, 16), find_row(results, *OURS_REST, 16)
     if not (floor and ours and floor.get("server_cpu_ms_per_image") and ours["images_per_s"]):
         return None
-    best, cpus = results["limit"]["best"], results["limit"].get("cpus", results["host"]["cpus"])
-    model_ms = best.get("cpu_ms_per_image") or 1000 * cpus / best["images_per_s"]
     client_ms = 10 * ours["loadgen_cpu_pct"] / ours["images_per_s"]   # percent of a core -> ms per image
-    most_images_per_s = 1000 * cpus / (model_ms + floor["server_cpu_ms_per_image"] + client_ms)
-    return most_images_per_s / best["images_per_s"]
+    most_images_per_s = 1000 * _cpus(results) / (model_cpu_ms(results) + floor["server_cpu_ms_per_image"] + client_ms)
+    return most_images_per_s / results["limit"]["best"]["images_per_s"]
 
 
 def targets(results: dict) -> list[dict[str, Any]]:
@@ -100,12 +112,12 @@ def table(results: dict) -> str:
     lines = ["| system | API | conc. | images/s | × limit | p50 ms | p99 ms | errors | server CPU ms/image "
              "| client CPU % | load 1m |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    model_ms = best.get("cpu_ms_per_image") or 1000 * limit.get("cpus", results["host"]["cpus"]) / best["images_per_s"]
     lines.append(f"| limit | signature in-process, batch 1 ({b1.get('layout', '')}) | 1 | {b1['images_per_s']:.1f} | "
-                 f"{b1['images_per_s'] / best['images_per_s']:.2f} | {b1['p50_ms']:.1f} | {b1['p99_ms']:.1f} | 0 | — | — | — |")
+                 f"{b1['images_per_s'] / best['images_per_s']:.2f} | {b1['p50_ms']:.1f} | {b1['p99_ms']:.1f} "
+                 f"| 0 | — | — | — |")
     lines.append(f"| limit | signature in-process, batch {best['batch']} ({best.get('layout', '')}; best) | — | "
                  f"{best['images_per_s']:.1f} | "
-                 f"1.00 | — | — | 0 | {model_ms:.2f} | — | — |")
+                 f"1.00 | — | — | 0 | {model_cpu_ms(results):.2f} | — | — |")
     for row in results["rows"]:
         share = "—" if row["system"] == FLOOR[0] else f"{row['images_per_s'] / best['images_per_s']:.2f}"  # no model
         lines.append(f"| {row['system']} | {row['api']} | {row['concurrency']} | {row['images_per_s']:.1f} | "

@@ -93,10 +93,10 @@ def stricter_limit(runs: list[dict]) -> dict:
     """Every limit run (each layout, before and after our rows): keep the figures hardest for a
     server to meet (highest best-batch throughput, lowest batch-1 latency), so neither a noisy
     neighbour nor TensorFlow's default threading can flatter us."""
-    best = max((run["best"] for run in runs), key=lambda row: row["images_per_s"])
-    batch1 = min((run["batch1"] for run in runs), key=lambda row: row["p50_ms"])
     from serving.runtime import available_cpus
 
+    best = max((run["best"] for run in runs), key=lambda row: row["images_per_s"])
+    batch1 = min((run["batch1"] for run in runs), key=lambda row: row["p50_ms"])
     model = {key: runs[0][key] for key in ("model_rss_bytes", "sweep_rss_growth_bytes")}
     return {**model, "cpus": available_cpus(), "best": best, "batch1": batch1, "runs": runs}
 
@@ -117,11 +117,13 @@ def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dic
             cpu, wall = server.cpu_seconds(), time.perf_counter()
             result = row.run(concurrency, args.seconds, args.warmup).as_dict()
             cpu_rate = (server.cpu_seconds() - cpu) / (time.perf_counter() - wall)
-            result["server_cpu_ms_per_image"] = 1000 * cpu_rate / result["images_per_s"] if result["images_per_s"] else None
+            images_per_s = result["images_per_s"]
+            result["server_cpu_ms_per_image"] = 1000 * cpu_rate / images_per_s if images_per_s else None
             results["rows"].append({"system": row.system, "api": row.api, "probe": answer, **result})
             print(f"  {row.system:7s} {row.api:28s} c={concurrency:<3d} {result['images_per_s']:7.1f} img/s  "
                   f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  err {result['errors']}  "
-                  f"server cpu {result['server_cpu_ms_per_image'] or 0:.2f} ms/img  client cpu {result['loadgen_cpu_pct']:.0f}%  load {result['load_avg_1m']:.2f}", flush=True)
+                  f"server cpu {result['server_cpu_ms_per_image'] or 0:.2f} ms/img  "
+                  f"client cpu {result['loadgen_cpu_pct']:.0f}%  load {result['load_avg_1m']:.2f}", flush=True)
 
 
 def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results: dict, logs: Path) -> None:
@@ -184,7 +186,8 @@ def run_kserve(workload: Workload, classes: int, args: argparse.Namespace, resul
         return
     server, url = systems.start_kserve(python, workload, logs)
     with server:
-        measure_rows([systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)], args, results, server)
+        row = systems.predict_row("kserve", "REST V1 :predict b64", url, workload, classes)
+        measure_rows([row], args, results, server)
 
 
 FLOOR_CONCURRENCY = 16   # the concurrency of the throughput targets
@@ -194,8 +197,7 @@ def run_floor(workload: Workload, classes: int, args: argparse.Namespace, result
     """The HTTP floor (bench/floor_server.py) under the same load as ours at concurrency 16."""
     server, url = systems.start_floor(logs)
     with server:
-        measure_rows([systems.floor_row(url, workload)], args, results,
-                     server, [FLOOR_CONCURRENCY])
+        measure_rows([systems.floor_row(url, workload)], args, results, server, [FLOOR_CONCURRENCY])
 
 
 PHASES = (("ours", run_ours), ("floor", run_floor), ("naive", run_naive), ("kserve", run_kserve))

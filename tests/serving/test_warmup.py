@@ -14,7 +14,7 @@ from tests.helpers import export_tiny, image_bytes
 
 @pytest.mark.parametrize("warmup,image_sizes", [("all", {1, 2, 3, 4, 5, 6}), ("max", {1, 6})])
 def test_warmup_batch_sizes_run_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              warmup: str, image_sizes: set[int]) -> None:
+                                              warmup: str, image_sizes: set[int]) -> None:
     """The image signature at every size the batcher can form (or the largest, `max`), the pixel
     signature at the largest; all before AVAILABLE."""
     base = tmp_path / "tiny"
