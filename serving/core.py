@@ -16,7 +16,6 @@ its neighbours.
 """
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import threading
@@ -25,20 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import metrics
 from serving.batcher import BatchQueue
 from serving.config import ServerOptions
 from serving.errors import ServingError, invalid, not_found, too_large, unavailable
+from serving.images import check_image
 from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT, Servable, Signature, TensorSpec
 from serving.manager import ServableManager, VersionStatus
 from serving.predictions import Feedback, PredictionStore
 
 log = logging.getLogger(__name__)
 
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # what the exported graph's decode_image accepts
 Arrays = dict[str, np.ndarray]
 
 
@@ -114,6 +112,10 @@ class ServingCore:
         servable.queues = {name: BatchQueue(signature.run, batching, servable.model, servable.version, name)
                            for name, signature in servable.signatures.items()}
         metrics.start_version_series(servable.model, servable.version)
+        choice = servable.runtime
+        metrics.RUNTIME_INFO.labels(servable.model, str(servable.version), choice.runtime, choice.precision).set(1)
+        if choice.cause:
+            metrics.RUNTIME_FALLBACKS.labels(servable.model, str(servable.version), choice.cause).inc()
         for stage, figures in (servable.metadata.get("evaluation") or {}).items():
             if isinstance(figures, dict) and isinstance(figures.get("accuracy"), (int, float)):
                 metrics.EVAL_ACCURACY.labels(servable.model, str(servable.version), stage).set(figures["accuracy"])
@@ -122,6 +124,11 @@ class ServingCore:
         for queue in servable.queues.values():
             queue.close()
         servable.queues = {}          # the queues hold the signature functions: let the model go
+        choice = servable.runtime
+        try:
+            metrics.RUNTIME_INFO.remove(servable.model, str(servable.version), choice.runtime, choice.precision)
+        except KeyError:
+            pass
         for stage in (servable.metadata.get("evaluation") or {}):
             try:
                 metrics.EVAL_ACCURACY.remove(servable.model, str(servable.version), stage)
@@ -140,23 +147,8 @@ class ServingCore:
                             f"bytes (--max-request-bytes)")
 
     def check_image(self, data: bytes, what: str = "image") -> None:
-        """Reject empty, non-image, unsupported or oversized images from their header alone
-        (Pillow reads the size without decoding pixels: a decompression bomb costs nothing)."""
-        if not isinstance(data, (bytes, bytearray)) or not data:
-            raise invalid(f"{what} is empty")
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                fmt, (width, height) = image.format, image.size
-        except Image.DecompressionBombError as error:
-            raise invalid(f"{what} is over the pixel limit ({error})") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            raise invalid(f"{what} is not a decodable image (JPEG, PNG, GIF or BMP): "
-                          f"{type(error).__name__}") from None
-        if fmt not in IMAGE_FORMATS:
-            raise invalid(f"{what} is {fmt}; send JPEG, PNG, GIF or BMP")
-        if width * height > self.options.max_image_pixels:
-            raise invalid(f"{what} is {width}x{height} = {width * height} pixels, over the limit of "
-                          f"{self.options.max_image_pixels} (--max-image-pixels)")
+        """INVALID_ARGUMENT for an image a model must not see (serving.images, --max-image-pixels)."""
+        check_image(data, self.options.max_image_pixels, what)
 
     def _coerce(self, signature: Signature, inputs: dict[str, Any]) -> Arrays:
         """Inputs as arrays of the signature's dtypes and shapes, or INVALID_ARGUMENT saying which."""
