@@ -13,6 +13,8 @@ expect to configure a container through its environment. One model is served wit
                    num_batch_threads: 2, max_enqueued_batches: 16,
                    allowed_batch_sizes: [1, 2, 4, 8, 16, 32],     # optional; default any size
                    warmup_batch_sizes: all}                         # or max (faster loads)
+        runtime: auto                       # or tensorflow | litert (docs/serving.md "Runtimes")
+        precision: fp32                     # or int8 (LiteRT, when its recorded accuracy holds)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any, Sequence
 import yaml
 
 from serving.aspired_version_policy import VersionPolicy
+from serving.inference_runtime import PRECISIONS, RUNTIMES
 from serving.runtime import available_cpus
 
 ENV_PREFIX = "SERVING_"
@@ -88,6 +91,26 @@ class BatchingOptions:
 
 
 @dataclass(frozen=True)
+class RuntimeOptions:
+    """How one model's versions run (serving.inference_runtime): `runtime` auto (LiteRT when it
+    agrees with the SavedModel, else TensorFlow), tensorflow or litert; `precision` fp32 or int8
+    (LiteRT only, served when its recorded accuracy holds); and the image limit that warm-up
+    records obey, as requests do."""
+    runtime: str = "auto"
+    precision: str = "fp32"
+    max_image_pixels: int = 25_000_000
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.precision != "fp32" and self.runtime == "tensorflow":
+            raise ConfigError(f"precision {self.precision} needs a LiteRT runtime (auto or litert), "
+                              f"not runtime tensorflow")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One served model: where its versions live and how to pick and batch them."""
     name: str
@@ -95,6 +118,7 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy()
     version_labels: dict[str, int] = field(default_factory=dict)
     batching: BatchingOptions = BatchingOptions()
+    runtime: RuntimeOptions = RuntimeOptions()
 
 
 @dataclass(frozen=True)
@@ -169,7 +193,16 @@ def _batching(raw: Any, defaults: BatchingOptions, where: str) -> BatchingOption
         raise ConfigError(f"{where} {error}") from None
 
 
-def load_model_config(path: Path, batching: BatchingOptions) -> tuple[ModelConfig, ...]:
+def _runtime(entry: dict[str, Any], defaults: RuntimeOptions, where: str) -> RuntimeOptions:
+    try:
+        return replace(defaults, runtime=str(entry.get("runtime", defaults.runtime)),
+                       precision=str(entry.get("precision", defaults.precision)))
+    except ConfigError as error:
+        raise ConfigError(f"{where} {error}") from None
+
+
+def load_model_config(path: Path, batching: BatchingOptions,
+                      runtime: RuntimeOptions = RuntimeOptions()) -> tuple[ModelConfig, ...]:
     """Parse the YAML model config file (see the module docstring)."""
     try:
         document = yaml.safe_load(path.read_text())
@@ -183,7 +216,8 @@ def load_model_config(path: Path, batching: BatchingOptions) -> tuple[ModelConfi
         where = f"{path} models[{index}]"
         if not isinstance(entry, dict) or "name" not in entry or "base_path" not in entry:
             raise ConfigError(f"{where} needs `name` and `base_path`")
-        unknown = set(entry) - {"name", "base_path", "version_policy", "version_labels", "batching"}
+        unknown = set(entry) - {"name", "base_path", "version_policy", "version_labels", "batching",
+                                "runtime", "precision"}
         if unknown:
             raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
         models.append(ModelConfig(
@@ -192,6 +226,7 @@ def load_model_config(path: Path, batching: BatchingOptions) -> tuple[ModelConfi
             version_policy=_policy(entry.get("version_policy"), where),
             version_labels=_labels(entry.get("version_labels"), where),
             batching=_batching(entry.get("batching"), batching, where),
+            runtime=_runtime(entry, runtime, where),
         ))
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -261,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warm the image signature at every batch size the batcher can form (all: memory "
                         "held from the start, no slow first batch per size) or at --max-batch-size only (max: "
                         "faster loads; with --allowed-batch-sizes, each allowed size)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="what runs the image models: auto (LiteRT when it agrees with the SavedModel on "
+                        "the warm-up and generated images, else TensorFlow), tensorflow, or litert; "
+                        "per model: `runtime` in the YAML config")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="LiteRT precision: int8 serves the trainer's quantized form when its recorded "
+                        "test accuracy is within 0.5 points of fp32 (else fp32); per model: `precision`")
     for module in extension_modules():
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
@@ -291,13 +333,14 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros,
                                args.num_batch_threads, args.max_enqueued_batches,
                                _sizes(args.allowed_batch_sizes), args.warmup_batch_sizes)
+    runtime = RuntimeOptions(args.runtime, args.precision, args.max_image_pixels)
     if args.model_config_file:
         if args.model_name or args.model_base_path:
             raise ConfigError("give either --model-config-file or --model-name/--model-base-path, not both")
-        models = load_model_config(Path(args.model_config_file), batching)
+        models = load_model_config(Path(args.model_config_file), batching, runtime)
     elif args.model_name and args.model_base_path:
         models = (ModelConfig(_model_name(args.model_name, "--model-name"),
-                              Path(args.model_base_path).resolve(), batching=batching),)
+                              Path(args.model_base_path).resolve(), batching=batching, runtime=runtime),)
     else:
         raise ConfigError("a model is needed: --model-name and --model-base-path, or --model-config-file")
     for name, value in (("--poll-interval", args.poll_interval), ("--max-request-bytes", args.max_request_bytes),
@@ -310,6 +353,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
         if value < 0:
             raise ConfigError(f"{name} must be >= 0 (0: TensorFlow picks), got {value}")
     known = {f.name for f in fields(ServerOptions)} | {f.name for f in fields(BatchingOptions)}
+    known |= {f.name for f in fields(RuntimeOptions)}
     known |= {"model_name", "model_base_path", "model_config_file"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
     return ServerOptions(

@@ -19,7 +19,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving.config import BatchingOptions
+from serving.config import BatchingOptions, RuntimeOptions
+from serving.errors import ServingError
+from serving.images import check_image
+from serving.inference_runtime import RuntimeChoice, choose, generated_images
 from serving.source import SAVED_MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ PIXELS_INPUT = "images"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 100
 # The model-version contract (docs/model-format.md): signature -> (inputs, outputs) it must have.
+Arrays = dict[str, np.ndarray]
 REQUIRED_SIGNATURES: dict[str, tuple[set[str], set[str]]] = {
     DEFAULT_SIGNATURE: ({IMAGE_INPUT}, {"probabilities", "classes", "labels"}),
     PIXELS_SIGNATURE: ({PIXELS_INPUT}, {"probabilities", "classes", "labels"}),
@@ -54,7 +58,7 @@ class Signature:
     name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
-    function: Callable[..., dict[str, tf.Tensor]]
+    function: Callable[[Arrays], Arrays]        # numpy inputs by name -> numpy outputs by name
     allowed_batch_sizes: tuple[int, ...] = ()   # pad batches up to one of these (empty: any size)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,10 +71,18 @@ class Signature:
         if padded > rows:
             inputs = {name: np.concatenate([value, np.repeat(value[-1:], padded - rows, axis=0)])
                       for name, value in inputs.items()}
-        tensors = {name: tf.convert_to_tensor(value, dtype=tf.as_dtype(self.inputs[name].dtype)
-                                              if self.inputs[name].dtype != object else tf.string)
+        return {name: value[:rows] for name, value in self.function(inputs).items()}
+
+
+def tensorflow_function(function: Callable[..., dict[str, tf.Tensor]],
+                        specs: dict[str, TensorSpec]) -> Callable[[Arrays], Arrays]:
+    """A SavedModel signature function with numpy in and out (Signature.function's contract)."""
+    def call(inputs: Arrays) -> Arrays:
+        tensors = {name: tf.convert_to_tensor(value, dtype=tf.string if specs[name].dtype == object
+                                              else tf.as_dtype(specs[name].dtype))
                    for name, value in inputs.items()}
-        return {name: value.numpy()[:rows] for name, value in self.function(**tensors).items()}
+        return {name: value.numpy() for name, value in function(**tensors).items()}
+    return call
 
 
 @dataclass
@@ -85,6 +97,7 @@ class Servable:
     class_names: list[str]
     metadata: dict[str, Any]
     saved_model: Any = field(repr=False, default=None)
+    runtime: RuntimeChoice = RuntimeChoice()
     queues: dict[str, Any] = field(default_factory=dict, repr=False)   # batch queue per signature (core)
     _refs: int = field(default=0, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -165,28 +178,65 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
         raise ValueError(f"model has {probabilities.shape[-1]} classes but labels.txt lists {len(class_names)}")
 
 
-def _warm_up(servable: Servable, batching: BatchingOptions) -> int:
-    """Replay the version's PredictionLog warm-up records (TF Serving's format), then run the
-    image signature at every batch size the batcher can form (`warmup_batch_sizes: all`, the
-    default) and every signature at the full sizes (max_batch_size, or each allowed size above
-    1; with `max` the image signature gets only these too), each from `num_batch_threads`
-    threads at once. Returns the calls made.
+WarmupRecord = tuple[str, Arrays]    # (signature name, inputs) of one recorded predict request
 
-    The first call at a batch size allocates its activations and builds oneDNN primitives for
-    that shape: for MobileNetV2 at 160 px, ~240 MB and several times the steady-state latency at
-    batch 32, and TensorFlow keeps the primitives of every shape it has run. Each batch thread
-    running at the same time needs buffers of its own. Doing it here, before the version is
-    AVAILABLE, means no batch of live traffic pays for a new shape, and the RSS at readiness is
-    the RSS under load (bare MobileNetV2, batches of 1..32 from two threads afterwards: +7 MB
-    after this warm-up, +146 MB after a warm-up at 32 only; docs/serving.md "Warm-up").
-    Other signatures need the full sizes only: the primitives are cached per op shape and
-    shared between signatures of a model (their traffic then added 15 MB).
+
+def read_warmup_records(path: Path, max_image_pixels: int) -> list[WarmupRecord]:
+    """The predict requests of assets.extra/tf_serving_warmup_requests (TF Serving's format), at
+    most MAX_WARMUP_RECORDS. A record whose image a request could not send (serving.images: not an
+    image, over --max-image-pixels) is skipped with a warning: warm-up obeys the request limits."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    file = path / "assets.extra" / WARMUP_FILE
+    if not file.exists():
+        return []
+    records: list[WarmupRecord] = []
+    for index, record in enumerate(tf.data.TFRecordDataset(str(file)).take(MAX_WARMUP_RECORDS)):
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        if not entry.HasField("predict_log"):
+            continue
+        request = entry.predict_log.request
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        try:
+            for item in inputs[IMAGE_INPUT].reshape(-1) if IMAGE_INPUT in inputs else ():
+                check_image(item, max_image_pixels, f"warm-up record {index}")
+        except ServingError as error:
+            log.warning("%s: skipping %s", file, error.message)
+            continue
+        records.append((request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs))
+    return records
+
+
+def recorded_images(records: list[WarmupRecord]) -> list[bytes]:
+    """The encoded images the warm-up records send to the image signature."""
+    return [item for name, inputs in records if name == DEFAULT_SIGNATURE and IMAGE_INPUT in inputs
+            for item in inputs[IMAGE_INPUT].reshape(-1).tolist()]
+
+
+def _warm_up(servable: Servable, batching: BatchingOptions, records: list[WarmupRecord],
+             images: list[bytes]) -> int:
+    """Replay the warm-up records, then run full batches of `images` (the recorded images, or
+    generated ones at the model's size when the version has none); returns the calls made.
+
+    On TensorFlow the image signature runs at every batch size the batcher can form
+    (`warmup_batch_sizes: all`, the default) and every signature at the full sizes
+    (max_batch_size, or each allowed size above 1; with `max` the image signature gets only
+    these too), each from `num_batch_threads` threads at once. The first call at a batch size
+    allocates its activations and builds oneDNN primitives for that shape, and TensorFlow keeps
+    them: done here, before the version is AVAILABLE, no batch of live traffic pays for a new
+    shape and the RSS at readiness is the RSS under load. The primitives are cached per op shape
+    and shared between signatures, so the others need the full sizes only.
+    On LiteRT every call is a batch-1 invoke (serving.litert), so the full sizes alone suffice:
+    they create one interpreter per batch thread.
     """
-    images = _replay_warmup_records(servable)
-    calls = len(images)
+    for name, inputs in records:
+        if name in servable.signatures:
+            servable.signatures[name].run(inputs)
+    calls = len(records)
     full = [size for size in batching.allowed_batch_sizes or (batching.max_batch_size,) if size > 1]
     every = list(batching.allowed_batch_sizes) or list(range(1, batching.max_batch_size + 1))
-    image_sizes = every if batching.warmup_batch_sizes == "all" else full
+    on_tensorflow = servable.runtime.runtime == "tensorflow"
+    image_sizes = every if batching.warmup_batch_sizes == "all" and on_tensorflow else full
     for size in sorted(set(image_sizes) | set(full), reverse=True) if images else ():
         names = {DEFAULT_SIGNATURE} if size in image_sizes else set()
         names |= set(servable.signatures) if size in full else set()
@@ -215,26 +265,13 @@ def _run_side_by_side(signature: Signature, inputs: dict[str, np.ndarray], copie
     return copies
 
 
-def _replay_warmup_records(servable: Servable) -> list[bytes]:
-    """Run every predict request of assets.extra/tf_serving_warmup_requests; returns the encoded
-    images they sent to the image signature (the material for the full-batch warm-up)."""
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    path = servable.path / "assets.extra" / WARMUP_FILE
-    if not path.exists():
-        return []
-    images: list[bytes] = []
-    for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
-        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        if not entry.HasField("predict_log"):
-            continue
-        request = entry.predict_log.request
-        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-        servable.signatures[name].run(inputs)
-        if name == DEFAULT_SIGNATURE and IMAGE_INPUT in inputs:
-            images.extend(inputs[IMAGE_INPUT].reshape(-1).tolist())
-    return images
+def image_size(servable: Servable) -> int | None:
+    """The side of the square pixel input of predict_pixels, if the version has one."""
+    pixels = servable.signatures.get(PIXELS_SIGNATURE)
+    spec = pixels.inputs.get(PIXELS_INPUT) if pixels else None
+    if spec is not None and spec.shape is not None and len(spec.shape) == 4 and spec.shape[1]:
+        return int(spec.shape[1])
+    return None
 
 
 def _full_batches(servable: Servable, images: list[bytes], batch_size: int,
@@ -247,10 +284,9 @@ def _full_batches(servable: Servable, images: list[bytes], batch_size: int,
 
     encoded = np.array([images[i % len(images)] for i in range(batch_size)], dtype=object)
     batches = {DEFAULT_SIGNATURE: {IMAGE_INPUT: encoded}} if DEFAULT_SIGNATURE in names else {}
-    pixels = servable.signatures.get(PIXELS_SIGNATURE) if PIXELS_SIGNATURE in names else None
-    spec = pixels.inputs.get(PIXELS_INPUT) if pixels else None
-    if spec is not None and spec.shape is not None and len(spec.shape) == 4 and spec.shape[1]:
-        batches[PIXELS_SIGNATURE] = {PIXELS_INPUT: decode_batch(tf.constant(encoded), spec.shape[1]).numpy()}
+    size = image_size(servable) if PIXELS_SIGNATURE in names else None
+    if size:
+        batches[PIXELS_SIGNATURE] = {PIXELS_INPUT: decode_batch(tf.constant(encoded), size).numpy()}
     return batches
 
 
@@ -268,9 +304,26 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _choose_runtime(servable: Servable, options: RuntimeOptions, images: list[bytes]) -> None:
+    """Put the contract signatures on the chosen runtime; drop the SavedModel when nothing of it
+    serves any more (its memory goes back before the version is AVAILABLE)."""
+    size = image_size(servable)
+    reference = servable.signatures[PIXELS_SIGNATURE].run if size else None
+    servable.runtime, functions = choose(servable.path, servable.saved_model, reference, options.runtime,
+                                         options.precision, servable.metadata, servable.class_names, size,
+                                         images)
+    for name, function in functions.items():
+        signature = servable.signatures[name]
+        servable.signatures[name] = Signature(name, signature.inputs, signature.outputs, function)
+    if functions and set(functions) >= set(servable.signatures):
+        servable.saved_model = None
+
+
 def load_version(model: str, version: int, path: Path,
-                 batching: BatchingOptions = BatchingOptions(max_batch_size=1)) -> LoadResult:
-    """Load, check and warm up one version. Never raises: failures come back as `error`.
+                 batching: BatchingOptions = BatchingOptions(max_batch_size=1),
+                 options: RuntimeOptions = RuntimeOptions()) -> LoadResult:
+    """Load, check, pick the runtime of and warm up one version. Never raises: failures come
+    back as `error`.
 
     `batching` is how the version will be batched: the warm-up runs the batch sizes it will see
     (`_warm_up`) before the manager marks it AVAILABLE, and the signatures pad to the allowed sizes."""
@@ -281,16 +334,22 @@ def load_version(model: str, version: int, path: Path,
         check_contract(defs, class_names)
         saved_model = tf.saved_model.load(str(path))
         signatures = {
-            name: Signature(name, {k: _spec(v) for k, v in d.inputs.items()},
-                            {k: _spec(v) for k, v in d.outputs.items()}, saved_model.signatures[name],
+            name: Signature(name, specs_in, {k: _spec(v) for k, v in d.outputs.items()},
+                            tensorflow_function(saved_model.signatures[name], specs_in),
                             batching.allowed_batch_sizes)
             for name, d in defs.signature_def.items() if name in saved_model.signatures
+            for specs_in in [{k: _spec(v) for k, v in d.inputs.items()}]
         }
         servable = Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
                             saved_model)
-        warmed = _warm_up(servable, batching)
-        log.info("model %s version %d loaded from %s (%d warm-up calls) in %.2fs",
-                 model, version, path, warmed, time.perf_counter() - started)
+        records = read_warmup_records(path, options.max_image_pixels)
+        size = image_size(servable)
+        images = recorded_images(records) or (generated_images(size) if size else [])
+        _choose_runtime(servable, options, images)
+        warmed = _warm_up(servable, batching, records, images)
+        log.info("model %s version %d loaded from %s on %s %s (%d warm-up calls) in %.2fs",
+                 model, version, path, servable.runtime.runtime, servable.runtime.precision, warmed,
+                 time.perf_counter() - started)
         return LoadResult(servable, None, time.perf_counter() - started)
     except Exception as error:  # noqa: BLE001 - any failure of a version must not reach the server
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"

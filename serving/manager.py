@@ -24,6 +24,7 @@ from serving import metrics
 from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
 from serving.errors import not_found, unavailable
+from serving.inference_runtime import RuntimeChoice
 from serving.loader import LoadResult, Servable, load_version
 from serving.runtime import compact_heap
 from serving.source import VersionOnDisk, scan
@@ -40,6 +41,7 @@ class VersionStatus:
     version: int
     state: str
     error: str = ""
+    runtime: RuntimeChoice | None = None     # set once the version is AVAILABLE
 
 
 @dataclass
@@ -49,6 +51,7 @@ class _Record:
     attempts: int = 0
     retry_at: float = 0.0
     fingerprint: tuple[int, int] | None = None
+    runtime: RuntimeChoice | None = None
 
 
 @dataclass
@@ -145,7 +148,8 @@ class ServableManager:
     def _load(self, model: _Model, candidate: VersionOnDisk) -> None:
         name, version = model.config.name, candidate.version
         self._set_state(model, version, "LOADING")
-        result: LoadResult = load_version(name, version, candidate.path, model.config.batching)
+        result: LoadResult = load_version(name, version, candidate.path, model.config.batching,
+                                          model.config.runtime)
         metrics.LOAD_DURATION.labels(name, str(version)).observe(result.duration)
         if result.servable is None:
             self._load_failed(model, candidate, result.error or "unknown error")
@@ -155,6 +159,7 @@ class ServableManager:
         model.available = {**model.available, version: result.servable}   # atomic swap
         record = self._set_state(model, version, "AVAILABLE")
         record.fingerprint, record.attempts = candidate.fingerprint, 0
+        record.runtime = result.servable.runtime
 
     def _load_failed(self, model: _Model, candidate: VersionOnDisk, reason: str) -> None:
         name, version = model.config.name, candidate.version
@@ -243,7 +248,7 @@ class ServableManager:
             if version not in records:
                 raise not_found(f"model {name!r} has no version {version}")
             records = {version: records[version]}
-        return [VersionStatus(v, r.state, r.error) for v, r in sorted(records.items(), reverse=True)]
+        return [VersionStatus(v, r.state, r.error, r.runtime) for v, r in sorted(records.items(), reverse=True)]
 
     def model_names(self) -> list[str]:
         return sorted(self._models)

@@ -39,6 +39,13 @@ LOAD_FAILURES = Counter("serving_model_load_failures_total", "Failed load attemp
 VERSION_STATE = Gauge("serving_model_version_state",
                       "1 for the state a version is in (START/LOADING/AVAILABLE/UNLOADING/END), else 0.",
                       ["model", "version", "state"], registry=REGISTRY)
+RUNTIME_INFO = Gauge("serving_model_runtime_info",
+                     "1 for the runtime and precision serving a loaded version (join on model, version).",
+                     ["model", "version", "runtime", "precision"], registry=REGISTRY)
+RUNTIME_FALLBACKS = Counter("serving_model_runtime_fallbacks_total",
+                            "Versions served by a slower runtime or precision than configured, by cause "
+                            "(conversion_failed, mismatch, precision_refused, no_contract).",
+                            ["model", "version", "cause"], registry=REGISTRY)
 EVAL_ACCURACY = Gauge("serving_model_eval_accuracy",
                       "Offline evaluation accuracy from the loaded version's metadata.json.",
                       ["model", "version", "stage"], registry=REGISTRY)

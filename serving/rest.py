@@ -135,10 +135,16 @@ def predict_response(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any
 
 
 def status_response(statuses: Iterable[Any]) -> dict[str, Any]:
+    """TF Serving's status JSON; a loaded version also names its `runtime` (our addition)."""
     return {"model_version_status": [
         {"version": str(s.version), "state": s.state,
-         "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error}}
+         "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error},
+         **({"runtime": _runtime_json(s.runtime)} if s.runtime else {})}
         for s in statuses]}
+
+
+def _runtime_json(choice: Any) -> dict[str, str]:
+    return {"name": choice.runtime, "precision": choice.precision, "note": choice.note}
 
 
 def _image_json(item: ImageResult) -> dict[str, Any]:
