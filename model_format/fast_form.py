@@ -41,12 +41,27 @@ def convert(pixels_to_probabilities: Any, trackable: Any = None,
     """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([pixels_to_probabilities], trackable)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # Weights frozen into constants: the int8 calibrator cannot read a model's resource variables.
+    frozen = convert_variables_to_constants_v2(pixels_to_probabilities)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], trackable)
     if calibration is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([batch.astype(np.float32)] for batch in calibration())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
+
+
+def keras_pixels_function(model: Any, image_size: int) -> Any:
+    """The concrete function pixels -> probabilities of a Keras model (pixels 0..255 in)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    def probabilities(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {PROBABILITIES: model(images, training=False)}
+
+    return probabilities.get_concrete_function()
 
 
 def saved_model_pixels_function(saved_model: Any) -> Any:

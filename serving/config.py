@@ -93,9 +93,9 @@ class BatchingOptions:
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How one model's versions run (serving.inference_runtime): `runtime` auto (LiteRT when it
-    agrees with the SavedModel, else TensorFlow), tensorflow or litert; `precision` fp32 or int8
-    (LiteRT only, served when its recorded accuracy holds); and the image limit that warm-up
-    records obey, as requests do."""
+    agrees with the SavedModel, else TensorFlow), tensorflow or litert (LiteRT or a failed load);
+    `precision` fp32 or int8 (LiteRT only, served when its recorded accuracy holds); and the
+    image limit that warm-up records obey, as requests do."""
     runtime: str = "auto"
     precision: str = "fp32"
     max_image_pixels: int = 25_000_000
@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "faster loads; with --allowed-batch-sizes, each allowed size)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="what runs the image models: auto (LiteRT when it agrees with the SavedModel on "
-                        "the warm-up and generated images, else TensorFlow), tensorflow, or litert; "
+                        "the warm-up and generated images, else TensorFlow), tensorflow, or litert (LiteRT or "
+                        "the version fails to load); "
                         "per model: `runtime` in the YAML config")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="LiteRT precision: int8 serves the trainer's quantized form when its recorded "

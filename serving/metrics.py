@@ -44,7 +44,7 @@ RUNTIME_INFO = Gauge("serving_model_runtime_info",
                      ["model", "version", "runtime", "precision"], registry=REGISTRY)
 RUNTIME_FALLBACKS = Counter("serving_model_runtime_fallbacks_total",
                             "Versions served by a slower runtime or precision than configured, by cause "
-                            "(conversion_failed, mismatch, precision_refused, no_contract).",
+                            "(conversion_failed, invalid_form, mismatch, precision_refused, no_contract).",
                             ["model", "version", "cause"], registry=REGISTRY)
 EVAL_ACCURACY = Gauge("serving_model_eval_accuracy",
                       "Offline evaluation accuracy from the loaded version's metadata.json.",

@@ -1,4 +1,7 @@
-"""LiteRT (ex TensorFlow Lite) as a serving runtime: one flatbuffer, a pool of interpreters.
+"""LiteRT (ex TensorFlow Lite) running a fast form: one flatbuffer, a pool of interpreters.
+
+The server serves with it and the trainer measures each form's accuracy with it, so both see
+the same arithmetic.
 
 Rules this module keeps:
 - An interpreter is not thread-safe, so each call takes one from a pool (a batch thread, the
