@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, layer_count
+from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, fast_form_list, layer_count
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pushgateway", help="Prometheus Pushgateway URL for the run's figures")
     add("--resume", action="store_true", help="continue from this run's stage checkpoint")
     add("--quiet", action="store_true", help="no per-epoch lines")
+    add("--fast-forms", type=fast_form_list, default=DEFAULTS.fast_forms, metavar="LIST|none",
+        help="LiteRT forms exported beside the SavedModel and evaluated on the test split "
+             "(default: fp32,int8; the server's --runtime/--precision pick among them)")
 
     predict = commands.add_parser("predict", help="top-k labels from an exported version")
     predict.add_argument("--model-base-path", required=True, type=Path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+FAST_FORMS = ("fp32", "int8")            # model_format.fast_form.PRECISIONS, without importing it
 FT_SCHEDULES = ("constant", "cosine")   # stage 2 learning rate schedules (trainer.stages.fine_tuning_rate)
 ALL_LAYERS = -1                          # --unfreeze-top all: every layer of the base, whatever the backbone
 
@@ -64,6 +65,18 @@ class TrainConfig:
     pushgateway: str | None = None
     resume: bool = False
     verbose: int = 2
+    fast_forms: tuple[str, ...] = ("fp32", "int8")   # LiteRT forms exported beside the SavedModel
 
 
 DEFAULTS = TrainConfig(data="", model_name="", model_base_path="")
+
+
+def fast_form_list(text: str) -> tuple[str, ...]:
+    """`--fast-forms` value: a comma list of FAST_FORMS, or `none`."""
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in FAST_FORMS]
+    if unknown or not names:
+        raise ValueError(f"expected a comma list of {list(FAST_FORMS)} or 'none', got {text!r}")
+    return names

@@ -104,17 +104,22 @@ def export_version(
     image_size: int,
     metadata: dict[str, Any],
     warmup_images: Sequence[bytes] = (),
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     """Export `model` (float32 pixels 0..255 in, softmax out) as the next version under base_path.
 
     Returns the published version directory. `metadata` gains `name`, `version`, `image_size`
     and `class_names`; the caller supplies the rest (backbone, training args, evaluation, ...).
+    `files` (name -> content, e.g. the fast forms) are written beside saved_model.pb before the
+    version is published, so they appear with it.
     """
     base = Path(base_path)
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     try:
         _archive(model, labels, image_size).write_out(str(staging), verbose=False)
+        for name, content in (files or {}).items():
+            (staging / name).write_bytes(content)
         version = _publish(staging, base, model_name, labels, image_size, metadata, warmup_images)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

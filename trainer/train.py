@@ -19,7 +19,7 @@ from typing import Any
 import keras
 
 from trainer import data as datasets
-from trainer import termination
+from trainer import fast_forms, termination
 from trainer.backbones import get_backbone
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
@@ -168,11 +168,14 @@ def run(config: TrainConfig) -> TrainResult:
         "stages": {name: stage.as_dict() for name, stage in stages.items()},
         "evaluation": evaluation,
     }
+    files, metadata["fast_forms"] = fast_forms.build(
+        classifier.model, image_size, config.fast_forms, image_dataset(splits.train, image_size, config.batch_size),
+        test_ds, splits.class_names)
     termination.check()  # a SIGTERM swallowed during evaluation still stops the run here
     warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
     version_dir = export_version(classifier.model, base_path, model_name=config.model_name,
                                  labels=splits.class_names, image_size=image_size, metadata=metadata,
-                                 warmup_images=warmup)
+                                 warmup_images=warmup, files=files)
     _drop_checkpoint(checkpoint)
     result = TrainResult(version_dir, classifier, image_size, splits.class_names, evaluation, stages,
                          splits.skipped)
