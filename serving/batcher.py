@@ -62,7 +62,8 @@ def _batch_size(inputs: Arrays) -> int:
 
 def _reason(error: Exception) -> str:
     """The line of a (TensorFlow) error that says what went wrong, without graph noise."""
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    lines = [re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line.strip())    # a tf.function's prefix
+             for line in str(getattr(error, "message", error)).splitlines()]
     noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "{{")
     useful = [re.sub(r"\s*\[\[.*|\s*\[Op:.*", "", line) for line in lines
               if line and not line.startswith(noise)]

@@ -94,17 +94,23 @@ def _outputs(probabilities: np.ndarray, labels: np.ndarray) -> Arrays:
     return {"probabilities": probabilities, "classes": classes, "labels": labels[classes]}
 
 
-def fast_functions(model: LiteRTModel, decode: Callable[[bytes], np.ndarray],
-                   class_names: Sequence[str]) -> dict[str, Callable[[Arrays], Arrays]]:
-    """The contract's two signatures on LiteRT, with the SavedModel's output names and dtypes."""
+def fast_functions(model: LiteRTModel, decode: Callable[[bytes], np.ndarray], class_names: Sequence[str],
+                   precision: str = "fp32") -> dict[str, Callable[[Arrays], Arrays]]:
+    """The contract's two signatures on LiteRT, with the SavedModel's output names and dtypes.
+    A reduced precision's softmax comes out in steps of 1/256, so its rows are renormalized to
+    sum to 1 as probabilities must."""
     labels = np.array([name.encode() for name in class_names], dtype=object)
+
+    def probabilities(pixels: np.ndarray) -> np.ndarray:
+        rows = model(pixels)
+        return rows if precision == "fp32" else rows / np.maximum(rows.sum(axis=-1, keepdims=True), 1e-12)
 
     def from_bytes(inputs: Arrays) -> Arrays:
         pixels = np.stack([decode(item) for item in inputs["image_bytes"].reshape(-1)])
-        return _outputs(model(pixels), labels)
+        return _outputs(probabilities(pixels), labels)
 
     def from_pixels(inputs: Arrays) -> Arrays:
-        return _outputs(model(inputs["images"]), labels)
+        return _outputs(probabilities(inputs["images"]), labels)
 
     return {"serving_default": from_bytes, "predict_pixels": from_pixels}
 
@@ -176,7 +182,7 @@ def load_fast(path: Path, saved_model: Any, reference: Callable[[Arrays], Arrays
         raise FastFormRefused("mismatch", f"{fast_form.FILES[precision]} takes {list(model.input_shape)}, "
                                           f"the SavedModel {image_size} px images")
     decode = pixel_decoder(image_size)
-    functions = fast_functions(model, decode, class_names)
+    functions = fast_functions(model, decode, class_names, precision)
     verify(reference, functions["predict_pixels"], np.stack([decode(item) for item in images]), precision)
     return functions
 
