@@ -23,7 +23,7 @@ CONCURRENCY = [1, 16]
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "serve.json"
     done = subprocess.run([sys.executable, "-m", "bench", "smoke", "--out", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return json.loads(out.read_text()), done.stdout
 
@@ -38,12 +38,22 @@ def test_limit_has_batch1_latency_and_best_batch(smoke):
     assert 0 < limit["batch1"]["p50_ms"] <= limit["batch1"]["p99_ms"]
     runs = limit["runs"]
     assert {run["layout"] for run in runs} >= {"TensorFlow's default intra-op threads, 1 caller"}
-    assert limit["best"]["images_per_s"] == max(r["images_per_s"] for run in runs for r in run["sweep"])
     assert limit["batch1"]["p50_ms"] == min(run["batch1"]["p50_ms"] for run in runs)
     assert limit["model_rss_bytes"] > 0
+    assert set(limit["by_runtime"]) == {"tensorflow", "litert-fp32", "litert-int8"}
+    fp32 = [run for run in runs if run["precision"] == "fp32"]
+    assert limit["best"]["images_per_s"] == max(r["images_per_s"] for run in fp32 for r in run["sweep"])
 
 
-@pytest.mark.parametrize("system,api", [("ours", api) for api in sorted(OUR_APIS)] + [("naive", "REST :predict b64")])
+def test_each_server_variant_serves_on_the_runtime_it_asked_for(smoke):
+    runtimes = smoke[0]["runtimes"]
+    assert (runtimes["ours"]["name"], runtimes["ours"]["precision"]) == ("litert", "fp32")
+    assert runtimes["ours-tf"]["name"] == "tensorflow"
+    assert (runtimes["ours-int8"]["name"], runtimes["ours-int8"]["precision"]) == ("litert", "int8")
+
+
+@pytest.mark.parametrize("system,api", [(system, api) for system in ("ours", "ours-tf", "ours-int8")
+                                        for api in sorted(OUR_APIS)] + [("naive", "REST :predict b64")])
 def test_every_row_at_every_concurrency_with_sane_fields(smoke, system, api):
     results = smoke[0]
     rows = _rows(results, system, api)
@@ -95,13 +105,13 @@ def test_memory_phase_swapped_every_version(smoke):
 def test_verdicts_cover_every_target_and_the_table_is_printed(smoke):
     results, stdout = smoke
     assert not results["failures"]
-    assert len(results["targets"]) == 9
+    assert len(results["targets"]) == 16
     kserve_skipped = any(s.startswith("kserve") for s in results["skipped"])
     for target in results["targets"]:
         if kserve_skipped and "kserve" in target["target"]:
             # no peer measured (its venv is made only by `make bench-serve`): no verdict either
             assert target["passed"] is None and target["measured"] is None, target
             continue
-        assert target["passed"] in (True, False), target
+        assert target["passed"] in (True, False), target          # a figure: above or below
         assert math.isfinite(target["measured"])
     assert "| ours | REST :predict b64 | 16 |" in stdout

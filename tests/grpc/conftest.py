@@ -27,12 +27,13 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="package")
-def server(model_dirs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """Both versions served (policy all), labels stable -> 1 and canary -> 2."""
+def server(model_dirs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory,
+           serving_runtime: str) -> Iterator[ServerHandle]:
+    """Both versions served (policy all), labels stable -> 1 and canary -> 2, on each runtime."""
     config = tmp_path_factory.mktemp("grpc-config") / "models.yaml"
     config.write_text(yaml.safe_dump({"models": [{
         "name": MODEL, "base_path": str(model_dirs[1].parent), "version_policy": "all",
-        "version_labels": {"stable": 1, "canary": 2}}]}))
+        "version_labels": {"stable": 1, "canary": 2}, "runtime": serving_runtime}]}))
     with start_server("--model-config-file", str(config), "--poll-interval", "0.5",
                       "--grpc-max-message-bytes", str(MAX_MESSAGE_BYTES)) as handle:
         wait_until_available(handle, set(model_dirs))

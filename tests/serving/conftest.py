@@ -19,7 +19,9 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tiny_base: Path) -> Iterator[ServerHandle]:
-    """The real server (gunicorn, REST on a free loopback port, gRPC off) on the tiny model."""
-    with start_server("--model-name", "tiny", "--model-base-path", str(tiny_base), grpc=False) as server:
+def tiny_server(tiny_base: Path, serving_runtime: str) -> Iterator[ServerHandle]:
+    """The real server (gunicorn, REST on a free loopback port, gRPC off) on the tiny model,
+    on each runtime."""
+    with start_server("--model-name", "tiny", "--model-base-path", str(tiny_base), "--runtime", serving_runtime,
+                      grpc=False) as server:
         yield server

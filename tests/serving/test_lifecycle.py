@@ -55,11 +55,11 @@ def _broken_version(base: Path, source: Path, version: int) -> None:
     os.rename(staging, base / str(version))
 
 
-def test_hot_swap_broken_version_and_deletion_with_no_failed_request(tmp_path: Path) -> None:
+def test_hot_swap_broken_version_and_deletion_with_no_failed_request(tmp_path: Path, serving_runtime: str) -> None:
     base = tmp_path / "tiny"
     export_tiny(base, seed=1)
     with start_server("--model-name", "tiny", "--model-base-path", str(base), "--poll-interval", str(POLL),
-                      "--load-retry-interval", "0.5") as server:
+                      "--load-retry-interval", "0.5", "--runtime", serving_runtime) as server:
         url = server.rest_url
         client = ClassifyLoop(url, image_bytes(3))
         client.start()
@@ -71,6 +71,7 @@ def test_hot_swap_broken_version_and_deletion_with_no_failed_request(tmp_path: P
         print(f"version 2 served {took:.2f}s after its export")
         _wait(lambda: _status(url)["1"]["state"] == "END", 30, "version 1 to be unloaded")
         assert _status(url)["2"]["state"] == "AVAILABLE"
+        assert _status(url)["2"]["runtime"]["name"] == serving_runtime
 
         # a broken version 3: reported, counted, retried with backoff; version 2 keeps serving
         _broken_version(base, base / "2", 3)

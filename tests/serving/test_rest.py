@@ -32,10 +32,11 @@ def b64(data: bytes) -> dict[str, str]:
 IMAGES = [image_bytes(seed) for seed in range(3)] + [image_bytes(7, "PNG", (20, 30))]
 
 
-def test_status_and_metadata_are_tf_serving_shaped(tiny_server: ServerHandle) -> None:
+def test_status_and_metadata_are_tf_serving_shaped(tiny_server: ServerHandle, serving_runtime: str) -> None:
     url = tiny_server.rest_url
     assert requests.get(f"{url}/v1/models/tiny").json() == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""},
+         "runtime": {"name": serving_runtime, "precision": "fp32", "note": ""}}]}
     assert requests.get(f"{url}/v1/models/tiny/versions/1").status_code == 200
     metadata = requests.get(f"{url}/v1/models/tiny/metadata").json()
     assert metadata["model_spec"] == {"name": "tiny", "signature_name": "", "version": "1"}

@@ -49,6 +49,23 @@ def test_metadata_holds_both_stages_and_the_run(tiny_run):
     assert leftovers == []  # no staging dir, no stage checkpoint after a finished run
 
 
+def test_fast_forms_are_exported_and_measured_on_the_test_split(tiny_run):
+    """model.tflite gives the SavedModel's probabilities; both forms carry test figures."""
+    from model_format.litert import LiteRTModel
+
+    meta = read_metadata(tiny_run.version_dir)
+    assert set(meta["fast_forms"]) == {"fp32", "int8"}
+    for precision, figures in meta["fast_forms"].items():
+        assert 0.0 <= figures["accuracy"] <= 1.0 and figures["bytes"] > 0, precision
+    assert meta["fast_forms"]["fp32"]["accuracy"] == meta["evaluation"]["stage2"]["accuracy"]
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    reference = tf.saved_model.load(str(tiny_run.version_dir)).signatures["predict_pixels"](images=pixels)
+    fp32 = LiteRTModel((tiny_run.version_dir / "model.tflite").read_bytes())(pixels)
+    np.testing.assert_allclose(fp32, reference["probabilities"].numpy(), atol=1e-5)
+    int8 = LiteRTModel((tiny_run.version_dir / "model_int8.tflite").read_bytes())
+    assert int8(pixels).shape == fp32.shape
+
+
 def test_train_twice_gives_versions_1_and_2_and_staging_is_never_numeric(tiny_data, tmp_path,
                                                                          monkeypatch, capsys):
     """First run through run() with --cache-features (checks the assembled model), second through
