@@ -60,7 +60,7 @@ test-fast: setup
 bench-train: setup weights demo-data
 	$(PY) -m bench train
 
-bench-serve: setup
+bench-serve: setup weights demo-data
 	$(PY) -m bench serve
 
 bench-smoke: setup

@@ -12,7 +12,9 @@ callers run batches at once. TensorFlow's defaults (all cores inside each op, on
 layout; one intra-op thread with one caller per CPU (what our server does, serving/runtime.py) is
 another, and on small machines a much faster one. bench/serve.py measures both and holds every
 server to the best figure of any layout, so a server tuned better than TensorFlow's defaults is
-not flattered by comparing it with a needlessly slow limit.
+not flattered by comparing it with a needlessly slow limit. The version's LiteRT forms are
+measured the same way (`--runtime litert --precision fp32|int8`), from image bytes as the server
+runs them; the limit is the fastest fp32 runtime.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -46,6 +49,24 @@ def _signature(version_dir: str) -> Callable[[list[bytes]], Any]:
         return signature(image_bytes=tf.constant(images, dtype=tf.string))["probabilities"].numpy()
 
     call.loaded = loaded  # keep the trackable alive as long as the function
+    return call
+
+
+def _fast_form(version_dir: str, precision: str) -> Callable[[list[bytes]], Any]:
+    """The version's LiteRT form from image bytes, exactly as the server runs it
+    (serving.inference_runtime: TensorFlow's decode and resize, batch-1 invokes)."""
+    from model_format.fast_form import form_path
+    from model_format.litert import LiteRTModel
+    from serving.inference_runtime import fast_functions, pixel_decoder
+
+    metadata = json.loads((Path(version_dir) / "assets.extra" / "metadata.json").read_text())
+    model = LiteRTModel(form_path(Path(version_dir), precision).read_bytes())
+    function = fast_functions(model, pixel_decoder(metadata["image_size"]), metadata["class_names"],
+                              precision)["serving_default"]
+
+    def call(images: list[bytes]) -> Any:
+        return function({"image_bytes": np.array(images, dtype=object)})["probabilities"]
+
     return call
 
 
@@ -89,29 +110,32 @@ def batch_throughput(call: Callable, images: list[bytes], batch: int, seconds: f
             "ms_per_batch": 1000 * elapsed * callers / calls, "cpu_ms_per_image": 1000 * cpu / (batch * calls)}
 
 
-def layout_name(intra_op: int, callers: int) -> str:
+def layout_name(intra_op: int, callers: int, runtime: str = "tensorflow", precision: str = "fp32") -> str:
     threads = "TensorFlow's default intra-op threads" if intra_op == 0 else f"intra-op {intra_op}"
+    if runtime == "litert":
+        threads = f"LiteRT {precision}, 1 thread per interpreter"
     return f"{threads}, {callers} caller{'s' if callers > 1 else ''}"
 
 
 def measure(version_dir: str, images: list[bytes], *, batch1_calls: int, seconds: float,
-            batches: tuple[int, ...] = DEFAULT_BATCHES, intra_op: int = 0, callers: int = 1) -> dict[str, Any]:
-    """The limit's figures for one version directory in one layout."""
+            batches: tuple[int, ...] = DEFAULT_BATCHES, intra_op: int = 0, callers: int = 1,
+            runtime: str = "tensorflow", precision: str = "fp32") -> dict[str, Any]:
+    """The limit's figures for one version directory in one layout of one runtime."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     tf.constant(0.0) + 1  # start the runtime first, so the growth below is the model's alone
     rss_before = _rss_bytes()
-    call = _signature(version_dir)
+    call = _signature(version_dir) if runtime == "tensorflow" else _fast_form(version_dir, precision)
     for image in images[:8]:
         call([image])
     model_rss = _rss_bytes() - rss_before
-    layout = layout_name(intra_op, callers)
+    layout = layout_name(intra_op, callers, runtime, precision)
     sweep = [{**batch_throughput(call, images, b, seconds, callers), "layout": layout} for b in batches]
     sweep_growth = _rss_bytes() - rss_before - model_rss
     best = max(sweep, key=lambda row: row["images_per_s"])
     batch1 = {**batch1_latency(call, images, batch1_calls), "layout": layout}
-    return {"layout": layout, "batch1": batch1, "sweep": sweep, "best": best,
+    return {"layout": layout, "runtime": runtime, "precision": precision, "batch1": batch1, "sweep": sweep, "best": best,
             "model_rss_bytes": model_rss, "sweep_rss_growth_bytes": sweep_growth}
 
 
@@ -126,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)))
     parser.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
     parser.add_argument("--callers", type=int, default=1, help="threads calling the signature at once")
+    parser.add_argument("--runtime", choices=("tensorflow", "litert"), default="tensorflow")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="LiteRT form")
     args = parser.parse_args(argv)
     result = measure(args.version_dir, fixed_jpegs(args.image_count), batch1_calls=args.batch1_calls,
                      seconds=args.seconds, batches=tuple(int(b) for b in args.batches.split(",")),
-                     intra_op=args.intra_op, callers=args.callers)
+                     intra_op=args.intra_op, callers=args.callers, runtime=args.runtime, precision=args.precision)
     json.dump(result, sys.stdout)
     return 0
 

@@ -3,7 +3,9 @@
 One run, one machine, one workload (bench/workload.py), one load generator (bench/loadgen.py):
 1. the limit: the SavedModel signature in-process at batch 1 and at its best batch (bench/limit.py),
    right before and (full run) right after our rows, so that it brackets them in time;
-2. ours: REST `:predict` b64, REST `:classify_image` raw, gRPC `Predict`, each at every concurrency;
+2. ours: REST `:predict` b64, REST `:classify_image` raw, gRPC `Predict`, each at every concurrency,
+   on the default runtime (`ours`), with `--runtime tensorflow` (`ours-tf`) and with
+   `--precision int8` (`ours-int8`, when the version carries an int8 form);
 3. memory: that server's RSS after its first load, after the traffic, then after N hot swaps;
 4. floor: our REST stack with no model, at concurrency 16 (what HTTP alone costs per request);
 5. naive: Flask on one gunicorn sync worker; 6. kserve: KServe's Python server (own venv).
@@ -42,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=0.5 if smoke else 8.0, help="measured window per row")
     parser.add_argument("--warmup", type=float, default=0.2 if smoke else 2.0, help="unmeasured lead-in per row")
     parser.add_argument("--swaps", type=int, default=3 if smoke else 20)
-    parser.add_argument("--systems", default="ours,memory,floor,naive,kserve")
+    parser.add_argument("--systems", default="ours,ours-tf,ours-int8,memory,floor,naive,kserve")
     parser.add_argument("--kserve", choices=["install", "existing", "skip"], default="existing" if smoke else "install",
                         help="install: create bench/work/kserve-venv if missing; existing: use it only if present")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -58,19 +60,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def limit_layouts() -> list[tuple[int, int]]:
-    """(intra-op threads, callers): TensorFlow's defaults, and one thread per call with one caller
-    per CPU, as our server runs (serving/runtime.py)."""
+Layout = tuple[str, str, int, int]     # runtime, precision, intra-op threads, callers
+
+
+def limit_layouts(workload: Workload) -> list[Layout]:
+    """TensorFlow with its defaults, and with one thread per call and one caller per CPU, as our
+    server runs (serving/runtime.py); then each LiteRT form the version carries, one caller per
+    CPU with one single-threaded interpreter each, as the server runs it."""
+    from model_format.fast_form import FILES
     from serving.runtime import available_cpus
 
-    return [(0, 1), (1, available_cpus())]
+    cpus = available_cpus()
+    forms = [("litert", precision, 1, cpus) for precision, name in FILES.items()
+             if (workload.version_dir / name).exists()]
+    return [("tensorflow", "fp32", 0, 1), ("tensorflow", "fp32", 1, cpus), *forms]
 
 
-def run_limit(workload: Workload, smoke: bool, intra_op: int, callers: int) -> dict:
+def run_limit(workload: Workload, smoke: bool, layout: Layout) -> dict:
     """The limit in one layout, measured in a fresh process of its own (thread pools are fixed
     when TensorFlow starts)."""
+    runtime, precision, intra_op, callers = layout
     command = [sys.executable, "-m", "bench.limit", "--version-dir", str(workload.version_dir),
-               "--image-count", str(len(workload.images)), "--intra-op", str(intra_op), "--callers", str(callers)]
+               "--image-count", str(len(workload.images)), "--intra-op", str(intra_op), "--callers", str(callers),
+               "--runtime", runtime, "--precision", precision]
     command += ["--batch1-calls", "30", "--seconds", "0.2", "--batches", "1,8,32"] if smoke else []
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if done.returncode != 0:
@@ -81,24 +93,36 @@ def run_limit(workload: Workload, smoke: bool, intra_op: int, callers: int) -> d
 def measure_limit(workload: Workload, smoke: bool) -> list[dict]:
     """One run per layout, each printed as it ends."""
     runs = []
-    for intra_op, callers in limit_layouts():
-        run = run_limit(workload, smoke, intra_op, callers)
+    for layout in limit_layouts(workload):
+        run = run_limit(workload, smoke, layout)
         print(f"  limit, {run['layout']}: batch 1 p50 {run['batch1']['p50_ms']:.1f} ms; best batch "
               f"{run['best']['batch']}: {run['best']['images_per_s']:.1f} images/s", flush=True)
         runs.append(run)
     return runs
 
 
+def _strictest(runs: list[dict]) -> dict:
+    """The figures hardest for a server to meet: highest best-batch throughput, lowest batch-1 p50."""
+    return {"best": max((run["best"] for run in runs), key=lambda row: row["images_per_s"]),
+            "batch1": min((run["batch1"] for run in runs), key=lambda row: row["p50_ms"])}
+
+
 def stricter_limit(runs: list[dict]) -> dict:
-    """Every limit run (each layout, before and after our rows): keep the figures hardest for a
-    server to meet (highest best-batch throughput, lowest batch-1 latency), so neither a noisy
-    neighbour nor TensorFlow's default threading can flatter us."""
+    """Every limit run (each layout and runtime, before and after our rows): the limit is the
+    strictest figures of the fp32 runtimes, so neither a noisy neighbour, TensorFlow's default
+    threading nor a slower runtime can flatter us. Each runtime's own strictest figures are kept
+    too (`by_runtime`: tensorflow, litert-fp32, litert-int8), for the runtime targets."""
     from serving.runtime import available_cpus
 
-    best = max((run["best"] for run in runs), key=lambda row: row["images_per_s"])
-    batch1 = min((run["batch1"] for run in runs), key=lambda row: row["p50_ms"])
-    model = {key: runs[0][key] for key in ("model_rss_bytes", "sweep_rss_growth_bytes")}
-    return {**model, "cpus": available_cpus(), "best": best, "batch1": batch1, "runs": runs}
+    by_runtime: dict[str, list[dict]] = {}
+    for run in runs:
+        key = run.get("runtime", "tensorflow")
+        by_runtime.setdefault(key if key == "tensorflow" else f"{key}-{run['precision']}", []).append(run)
+    fp32 = [run for run in runs if run.get("precision", "fp32") == "fp32"]
+    tensorflow = by_runtime.get("tensorflow", runs)
+    model = {key: tensorflow[0][key] for key in ("model_rss_bytes", "sweep_rss_growth_bytes")}
+    return {**model, "cpus": available_cpus(), **_strictest(fp32), "runs": runs,
+            "by_runtime": {key: _strictest(group) for key, group in by_runtime.items()}}
 
 
 def measure_rows(rows: list[systems.Row], args: argparse.Namespace, results: dict, server: ServerProcess,
@@ -138,6 +162,7 @@ def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results
     server, url, target = systems.start_ours(workload, logs, "throughput", args.server_arg, env)
     with server:
         time.sleep(1.0)
+        results.setdefault("runtimes", {})["ours"] = systems.served_runtime(url, workload.name)
         first_load = {"tree": server.rss_bytes(), "worker": server.largest_process_rss()[1]}
         measure_rows(systems.our_rows(url, target, workload, classes), args, results, server)
         if not args.smoke:
@@ -148,6 +173,24 @@ def run_ours(workload: Workload, classes: int, args: argparse.Namespace, results
                              "peak_rss_after_traffic": server.peak_rss_bytes(), "swaps": 0}
         if "memory" in args.systems:
             hot_swaps(server, url, workload, classes, args.swaps, results["memory"])
+
+
+RUNTIME_VARIANTS = {"ours-tf": ["--runtime", "tensorflow"], "ours-int8": ["--precision", "int8"]}
+
+
+def run_variant(system: str, workload: Workload, classes: int, args: argparse.Namespace, results: dict,
+                logs: Path) -> None:
+    """Our server with one runtime setting changed (RUNTIME_VARIANTS), every API at every concurrency."""
+    if system == "ours-int8" and not (workload.version_dir / "model_int8.tflite").exists():
+        results["skipped"].append(f"{system}: the workload's version has no int8 form")
+        return
+    env = dict(item.split("=", 1) for item in args.server_env)
+    server, url, target = systems.start_ours(workload, logs, system, [*args.server_arg, *RUNTIME_VARIANTS[system]], env)
+    with server:
+        time.sleep(1.0)
+        results.setdefault("runtimes", {})[system] = systems.served_runtime(url, workload.name)
+        print(f"  {system} serves on {results['runtimes'][system]}", flush=True)
+        measure_rows(systems.our_rows(url, target, workload, classes, system), args, results, server)
 
 
 def hot_swaps(server, url: str, workload: Workload, classes: int, swaps: int, memory: dict) -> None:
@@ -200,7 +243,9 @@ def run_floor(workload: Workload, classes: int, args: argparse.Namespace, result
         measure_rows([systems.floor_row(url, workload)], args, results, server, [FLOOR_CONCURRENCY])
 
 
-PHASES = (("ours", run_ours), ("floor", run_floor), ("naive", run_naive), ("kserve", run_kserve))
+PHASES = (("ours", run_ours),
+          *((name, lambda *a, name=name: run_variant(name, *a)) for name in RUNTIME_VARIANTS),
+          ("floor", run_floor), ("naive", run_naive), ("kserve", run_kserve))
 
 
 def main(argv: list[str]) -> int:
@@ -216,6 +261,8 @@ def main(argv: list[str]) -> int:
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                  "load_avg_at_start": os.getloadavg()},
         "workload": {"description": workload.description, "images": len(workload.images),
+                     "fast_forms": json.loads((workload.version_dir / "assets.extra" / "metadata.json").read_text()
+                                              ).get("fast_forms", {}),
                      "mean_image_bytes": sum(map(len, workload.images)) / len(workload.images),
                      "model_bytes": workload.model_bytes},
         "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,

@@ -111,15 +111,24 @@ def start_ours(workload: Workload, logs: Path, tag: str, extra_args: list[str], 
     return server, url, f"127.0.0.1:{grpc_port}"
 
 
-def our_rows(url: str, target: str, workload: Workload, classes: int) -> list[Row]:
+def our_rows(url: str, target: str, workload: Workload, classes: int, system: str = "ours") -> list[Row]:
     classify_url = f"{url}/v1/models/{workload.name}:classify_image"
     raw = workload.images
     return [
-        predict_row("ours", "REST :predict b64", url, workload, classes),
-        http_rows("ours", "REST :classify_image raw", classify_url, raw, "image/jpeg",
+        predict_row(system, "REST :predict b64", url, workload, classes),
+        http_rows(system, "REST :classify_image raw", classify_url, raw, "image/jpeg",
                   lambda: _check_classify_image(classify_url, raw[0])),
-        grpc_row("ours", target, loadgen.grpc_predict_requests(workload.name, raw), classes),
+        grpc_row(system, target, loadgen.grpc_predict_requests(workload.name, raw), classes),
     ]
+
+
+def served_runtime(rest_url: str, name: str) -> dict:
+    """The runtime our server reports for the newest AVAILABLE version (model status)."""
+    status, body = http_json(f"{rest_url}/v1/models/{name}")
+    for entry in body.get("model_version_status", []) if status == 200 and isinstance(body, dict) else []:
+        if entry["state"] == "AVAILABLE":
+            return entry.get("runtime") or {}
+    return {}
 
 
 # --- naive --------------------------------------------------------------------------------------
