@@ -36,6 +36,10 @@ for _ in $(seq 1 240); do
 done
 curl -fsS "$URL/readyz" >/dev/null || { echo "server not ready after 120 s" >&2; tail -20 "$LOG" >&2; exit 1; }
 echo "model status: $(curl -fsS "$URL/v1/models/$MODEL")"
+echo "runtime serving the predictions below: $(curl -fsS "$URL/v1/models/$MODEL" | "$PY" -c '
+import json, sys
+runtime = json.load(sys.stdin)["model_version_status"][0].get("runtime", {})
+print(runtime.get("name"), runtime.get("precision"), runtime.get("note") or "")')"
 
 # one image from each class folder, round robin, until COUNT images
 mapfile -t IMAGES < <(for class_dir in "$HELDOUT"/*/; do
