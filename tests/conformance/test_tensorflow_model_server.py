@@ -174,3 +174,17 @@ def test_scalar_output_is_answered(tfs_server: Any, channel: Any) -> None:
     request.inputs["x"].tensor_shape.dim.add().size = 2
     result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, RPC_TIMEOUT)
     assert list(result.outputs["total"].float_val) == [3.0] and not result.outputs["total"].tensor_shape.dim
+
+
+def test_official_client_metadata_on_half_plus_two(channel: Any) -> None:
+    """The issue's Done-when: GetModelMetadata too, with the unchanged official client."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "default"
+    result = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(request, RPC_TIMEOUT)
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    assert result.metadata["signature_def"].Unpack(defs)
+    assert {"serving_default", "regress_x_to_y", "classify_x_to_y"} <= set(defs.signature_def)
+    assert defs.signature_def["serving_default"].inputs["x"].name == "x:0"
+    assert result.model_spec.version.value == VERSION
