@@ -25,10 +25,12 @@ Arrays = dict[str, np.ndarray]
 class GraphSession:
     """One SavedModel's MetaGraph (tag `serve`) loaded into its own graph and session."""
 
-    def __init__(self, path: Path, intra_op: int = 0, inter_op: int = 0) -> None:
+    def __init__(self, path: Path) -> None:
         v1 = tf.compat.v1
         self.graph = tf.Graph()
-        config = v1.ConfigProto(intra_op_parallelism_threads=intra_op, inter_op_parallelism_threads=inter_op)
+        # the worker's thread pools (serving.runtime.configure_tensorflow), not TensorFlow's default
+        config = v1.ConfigProto(intra_op_parallelism_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                                inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads())
         self.session = v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             self.meta_graph: meta_graph_pb2.MetaGraphDef = v1.saved_model.loader.load(
