@@ -374,12 +374,15 @@ def _load_generic(model: str, version: int, path: Path, defs: get_model_metadata
     """Any other SavedModel, served as TF Serving serves it: every signature through a session."""
     from serving.graph_runner import GraphSession
 
+    wanted = options.runtime
+    if wanted == "litert":      # `litert` insists (serving.inference_runtime): no silent TensorFlow
+        raise ValueError(f"--runtime litert serves image-contract models only; this version has no image "
+                         f"contract ({gap})")
     runner = GraphSession(path)
     signatures = {name: Signature(name, {k: _spec(v) for k, v in d.inputs.items()},
                                   {k: _spec(v) for k, v in d.outputs.items()}, runner.function(name),
                                   batching.allowed_batch_sizes)
                   for name, d in servable_signatures(defs).items()}
-    wanted = getattr(options, "runtime", "auto")
     choice = RuntimeChoice(note=f"no image contract ({gap}): TensorFlow serves every signature",
                            cause="" if wanted == "tensorflow" else "no_contract")
     return Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),

@@ -33,3 +33,9 @@ def test_scalar_output_signature_is_not_batched(model_root: Path) -> None:
     assert float(outputs["total"]) == 6.0 and outputs["total"].shape == ()
     tf2 = load_version("tf2", 123, model_root / "half_plus_two_tf2" / "123", options=RuntimeOptions()).servable
     assert tf2.signatures["serving_default"].batchable
+
+
+def test_runtime_litert_refuses_a_model_without_the_contract(model_root: Path) -> None:
+    """`--runtime litert` insists (serving.inference_runtime): no silent fallback to TensorFlow."""
+    result = load_version("hp2", 123, model_root / "half_plus_two" / "123", options=RuntimeOptions(runtime="litert"))
+    assert result.servable is None and "image-contract models only" in result.error
