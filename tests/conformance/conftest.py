@@ -46,3 +46,15 @@ def tfs_server(model_root: Path) -> Iterator[ServerHandle]:
     path.write_text(yaml.safe_dump(config))
     with start_server("--model-config-file", str(path), timeout=180.0) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """The server on one of our image models (a real trainer export), for the cases of TF
+    Serving's tests that do not depend on half_plus_two."""
+    from tests.helpers import export_tiny
+
+    base = tmp_path_factory.mktemp("image_models") / "tiny"
+    export_tiny(base, seed=1, model_name="tiny")
+    with start_server("--model-name", "tiny", "--model-base-path", str(base), grpc=False) as server:
+        yield server

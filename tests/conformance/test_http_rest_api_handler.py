@@ -133,3 +133,17 @@ def test_case(tfs_server: Any, case: str, method: str, path: str, body: str, sta
         assert expected in answer["error"]
     else:
         assert (_without_runtime(answer) if case.startswith("GetStatus") else answer) == expected
+
+
+# The cases whose answer does not depend on half_plus_two, replayed on our own image model.
+MODEL_INDEPENDENT = [c for c in CASES if c[0].split("/")[0] in ("kPathRegex", "UnsupportedApiCalls",
+                                                                "PredictModelNameVersionErrors")
+                     or c[0] in ("PredictRequestErrors/1", "PredictRequestErrors/2", "PredictRequestErrors/4",
+                                 "PredictRequestErrors/5")]
+
+
+@pytest.mark.parametrize("case, method, path, body, status, expected", MODEL_INDEPENDENT,
+                         ids=[c[0] for c in MODEL_INDEPENDENT])
+def test_case_on_an_image_model(image_server: Any, case: str, method: str, path: str, body: str, status: int,
+                                expected: Any) -> None:
+    test_case(image_server, case, method, path.replace(M, "tiny"), body, status, expected)
