@@ -9,6 +9,8 @@ its neighbours.
     core = ServingCore(options); core.start()
     version, outputs = core.predict("fashion", inputs={"image_bytes": np.array([jpeg], object)})
     result = core.classify_images("fashion", images=[jpeg], top_k=3)
+    core.classify("hp2", signature="classify_x_to_y", examples=ExampleInput([example]))   # TF Serving's
+    core.regress("hp2", signature="regress_x_to_y", examples=ExampleInput([example]))     # Classify/Regress
     version, defs = core.signature_defs("fashion")           # SignatureDefMap proto
     core.model_status("fashion")                             # [VersionStatus(version, state, error)]
     core.feedback("fashion", result.items[0].prediction_id, "shirt")
@@ -27,9 +29,8 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import metrics
-from serving.batcher import BatchQueue
+from serving.batcher import BatchQueue, as_serving_error
 from serving.config import ServerOptions
-from serving.batcher import as_serving_error
 from serving.errors import ServingError, invalid, too_large, unavailable
 from serving.examples import (CLASSIFY_METHOD, REGRESS_METHOD, ExampleInput, classifications,
                               example_input_name, regressions)

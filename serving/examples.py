@@ -10,7 +10,7 @@ context Example) and the core runs it the way TF Serving's classifier and regres
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,7 +29,6 @@ class ExampleInput:
     """The Examples of a Classify/Regress/MultiInference request (TF Serving's `Input`)."""
     examples: Sequence[example_pb2.Example]
     context: example_pb2.Example | None = None
-    serialized_examples: Sequence[bytes] = field(default=(), repr=False)   # as sent, when known
 
     @classmethod
     def from_proto(cls, message: input_pb2.Input) -> "ExampleInput":

@@ -34,7 +34,10 @@ IMAGES = [image_bytes(seed) for seed in range(3)] + [image_bytes(7, "PNG", (20, 
 
 def test_status_and_metadata_are_tf_serving_shaped(tiny_server: ServerHandle) -> None:
     url = tiny_server.rest_url
-    assert requests.get(f"{url}/v1/models/tiny").json() == {"model_version_status": [
+    status = requests.get(f"{url}/v1/models/tiny").json()
+    runtime = status["model_version_status"][0].pop("runtime")     # our one addition (docs/serving.md)
+    assert set(runtime) == {"name", "precision", "note"}
+    assert status == {"model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
     assert requests.get(f"{url}/v1/models/tiny/versions/1").status_code == 200
     metadata = requests.get(f"{url}/v1/models/tiny/metadata").json()
