@@ -70,7 +70,7 @@ def _reason(error: Exception) -> str:
     return "; ".join(item for item in useful if item) or type(error).__name__
 
 
-def _as_serving_error(error: Exception) -> ServingError:
+def as_serving_error(error: Exception) -> ServingError:
     if isinstance(error, ServingError):
         return error
     if isinstance(error, (tf.errors.InvalidArgumentError, ValueError, TypeError)):
@@ -182,7 +182,7 @@ class BatchQueue:
                 log.exception("batch failed unexpectedly")
                 for task in batch:
                     if not task.done.is_set():
-                        task.error = _as_serving_error(error if isinstance(error, Exception) else RuntimeError())
+                        task.error = as_serving_error(error if isinstance(error, Exception) else RuntimeError())
                         task.done.set()
 
     def _run_batch(self, batch: list[_Task]) -> None:
@@ -207,5 +207,5 @@ class BatchQueue:
         try:
             task.outputs = self._run(task.inputs)
         except Exception as error:  # noqa: BLE001 - becomes this request's error
-            task.error = _as_serving_error(error)
+            task.error = as_serving_error(error)
         task.done.set()

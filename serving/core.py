@@ -9,6 +9,8 @@ its neighbours.
     core = ServingCore(options); core.start()
     version, outputs = core.predict("fashion", inputs={"image_bytes": np.array([jpeg], object)})
     result = core.classify_images("fashion", images=[jpeg], top_k=3)
+    core.classify("hp2", signature="classify_x_to_y", examples=ExampleInput([example]))   # TF Serving's
+    core.regress("hp2", signature="regress_x_to_y", examples=ExampleInput([example]))     # Classify/Regress
     version, defs = core.signature_defs("fashion")           # SignatureDefMap proto
     core.model_status("fashion")                             # [VersionStatus(version, state, error)]
     core.feedback("fashion", result.items[0].prediction_id, "shirt")
@@ -27,9 +29,11 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import metrics
-from serving.batcher import BatchQueue
+from serving.batcher import BatchQueue, as_serving_error
 from serving.config import ServerOptions
-from serving.errors import ServingError, invalid, not_found, too_large, unavailable
+from serving.errors import ServingError, invalid, too_large, unavailable
+from serving.examples import (CLASSIFY_METHOD, REGRESS_METHOD, ExampleInput, classifications,
+                              example_input_name, regressions)
 from serving.images import check_image
 from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT, Servable, Signature, TensorSpec
 from serving.manager import ServableManager, VersionStatus
@@ -53,6 +57,25 @@ class ClassifyResult:
     model: str
     version: int
     items: list[ImageResult]
+    signature: str = DEFAULT_SIGNATURE
+
+
+@dataclass(frozen=True)
+class RegressResult:
+    model: str
+    version: int
+    values: list[float]
+    signature: str = DEFAULT_SIGNATURE
+
+
+@dataclass(frozen=True)
+class InferenceTask:
+    """One task of MultiInference: which model/version/signature, and classify or regress."""
+    model: str
+    version: int | None
+    label: str | None
+    signature: str | None
+    method: str
 
 
 @contextmanager
@@ -150,7 +173,7 @@ class ServingCore:
         """INVALID_ARGUMENT for an image a model must not see (serving.images, --max-image-pixels)."""
         check_image(data, self.options.max_image_pixels, what)
 
-    def _coerce(self, signature: Signature, inputs: dict[str, Any]) -> Arrays:
+    def _coerce(self, signature: Signature, inputs: dict[str, Any], strict_shapes: bool = True) -> Arrays:
         """Inputs as arrays of the signature's dtypes and shapes, or INVALID_ARGUMENT saying which."""
         if not isinstance(inputs, dict):
             if len(signature.inputs) != 1:
@@ -162,7 +185,8 @@ class ServingCore:
             raise invalid(f"signature {signature.name!r} takes inputs {sorted(expected)}, got {sorted(given)}"
                           + (f" (missing {sorted(expected - given)})" if expected - given else "")
                           + (f" (unknown {sorted(given - expected)})" if given - expected else ""))
-        arrays = {name: _to_array(name, value, signature.inputs[name]) for name, value in inputs.items()}
+        arrays = {name: _to_array(name, value, signature.inputs[name], strict_shapes)
+                  for name, value in inputs.items()}
         for name, array in arrays.items():
             if array.dtype == object and name == IMAGE_INPUT:
                 for index, item in enumerate(array.reshape(-1)):
@@ -183,13 +207,13 @@ class ServingCore:
         self._admit()
         with self.manager.acquire(model, version, label) as servable, _about(servable):
             chosen = _signature(servable, signature)
-            arrays = self._coerce(chosen, {} if inputs is None else inputs)
+            arrays = self._coerce(chosen, {} if inputs is None else inputs, servable.image_contract)
             if output_filter:
                 unknown = set(output_filter) - set(chosen.outputs)
                 if unknown:
                     raise invalid(f"output_filter names unknown outputs {sorted(unknown)} "
                                   f"(signature {chosen.name!r} has {sorted(chosen.outputs)})")
-            outputs = servable.queues[chosen.name].submit(arrays)
+            outputs = _run(servable, chosen, arrays)
             self._observe(servable, outputs)
             if output_filter:
                 outputs = {name: outputs[name] for name in output_filter}
@@ -230,20 +254,73 @@ class ServingCore:
                      for i in range(len(images))]
             return ClassifyResult(servable.model, servable.version, items)
 
+    def input_dtypes(self, model: str, version: int | None = None, label: str | None = None,
+                     signature: str | None = None) -> dict[str, np.dtype]:
+        """The input dtypes of a signature (object = string), to type a REST request's JSON."""
+        with self.manager.acquire(model, version, label) as servable, _about(servable):
+            return {name: spec.dtype for name, spec in _signature(servable, signature).inputs.items()}
+
     def classify(self, model: str, version: int | None = None, label: str | None = None,
-                 signature: str | None = None, images: Sequence[bytes] = ()) -> ClassifyResult:
-        """TF Serving's Classify (REST `:classify`, gRPC `Classify`) on the image signature: every
-        class, best first, for each image. The request is answered as a whole, as TF Serving does:
-        the first bad image fails it."""
-        if signature not in (None, "", DEFAULT_SIGNATURE):
-            raise invalid(f"Classify works on the image signature {DEFAULT_SIGNATURE!r} (examples with an "
-                          f"{IMAGE_INPUT!r} bytes feature), not {signature!r}; use Predict for other signatures")
-        result = self.classify_images(model, version, label, images, top_k=sys.maxsize)
+                 signature: str | None = None, examples: ExampleInput = ExampleInput(())) -> ClassifyResult:
+        """TF Serving's Classify (REST `:classify`, gRPC `Classify`) on tf.Examples.
+
+        A version with the image contract classifies on its image signature by default: each
+        example's `image_bytes` feature, every class best first (and the first bad image fails the
+        request, as TF Serving answers a request as a whole). Any other signature runs as TF
+        Serving runs it: serialized Examples in, `classes`/`scores` out (serving.examples)."""
+        self._admit()
+        examples.check()
+        with self.manager.acquire(model, version, label) as servable, _about(servable):
+            if not (servable.image_contract and signature in (None, "", DEFAULT_SIGNATURE)):
+                chosen = _signature(servable, signature)
+                outputs = self._run_examples(servable, chosen, CLASSIFY_METHOD, examples)
+                items = [ImageResult(None, pairs) for pairs in classifications(outputs, len(examples.examples))]
+                return ClassifyResult(servable.model, servable.version, items, chosen.name)
+        result = self.classify_images(model, version, label, examples.feature_bytes(IMAGE_INPUT), top_k=sys.maxsize)
         for item in result.items:
             if item.error is not None:
                 item.error.version = result.version     # for the metric labels, as _about does
                 raise item.error
         return result
+
+    def regress(self, model: str, version: int | None = None, label: str | None = None,
+                signature: str | None = None, examples: ExampleInput = ExampleInput(())) -> RegressResult:
+        """TF Serving's Regress (REST `:regress`, gRPC `Regress`): one value per tf.Example."""
+        self._admit()
+        examples.check()
+        with self.manager.acquire(model, version, label) as servable, _about(servable):
+            chosen = _signature(servable, signature)
+            outputs = self._run_examples(servable, chosen, REGRESS_METHOD, examples)
+            return RegressResult(servable.model, servable.version, regressions(outputs, len(examples.examples)),
+                                 chosen.name)
+
+    def multi_inference(self, tasks: Sequence[InferenceTask],
+                        examples: ExampleInput) -> list[ClassifyResult | RegressResult]:
+        """TF Serving's MultiInference: several classify/regress signatures of one model on the
+        same Examples. As in TF Serving, every task names the same model and a signature once."""
+        if not tasks:
+            raise invalid("MultiInferenceRequest must contain at least one task")
+        if len({task.model for task in tasks}) != 1:
+            raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        names = [task.signature or DEFAULT_SIGNATURE for task in tasks]
+        if len(set(names)) != len(names):
+            raise invalid("Duplicate evaluation of signature: " + next(n for n in names if names.count(n) > 1))
+        run = {CLASSIFY_METHOD: self.classify, REGRESS_METHOD: self.regress}
+        results: list[ClassifyResult | RegressResult] = []
+        for task in tasks:
+            if task.method not in run:
+                raise invalid(f"Unsupported signature method_name: {task.method}")
+            results.append(run[task.method](task.model, task.version, task.label, task.signature, examples))
+        return results
+
+    def _run_examples(self, servable: Servable, chosen: Signature, method: str, examples: ExampleInput) -> Arrays:
+        """Serialized Examples into the signature's one string input; its outputs."""
+        definition = servable.signature_defs.signature_def[chosen.name]
+        name = example_input_name(chosen.name, method, definition.method_name, dict(chosen.inputs))
+        if chosen.inputs[name].dtype != object:
+            raise invalid(f"Input tensor {name!r} of signature {chosen.name!r} is not a string tensor of "
+                          f"serialized tf.Examples")
+        return _run(servable, chosen, {name: examples.serialized()})
 
     def _classify_one_by_one(self, servable: Servable, images: Sequence[bytes],
                              errors: dict[int, ServingError], top_k: int) -> ClassifyResult:
@@ -294,10 +371,11 @@ class ServingCore:
         return self.manager.status(model, version)
 
     def resolve_label(self, model: str, label: str) -> int:
-        """The version a label points to (NOT_FOUND if the model has no such label)."""
+        """The version a label points to (INVALID_ARGUMENT, TF Serving's text, for an unknown label)."""
         config = self.manager.model_config(model)
         if label not in config.version_labels:
-            raise not_found(f"model {model!r} has no version label {label!r}")
+            raise invalid(f"Unrecognized servable version label: {label} "
+                          f"(model {model!r} has labels {sorted(config.version_labels)})")
         return config.version_labels[label]
 
     def feedback(self, model: str, prediction_id: str, label: str) -> Feedback:
@@ -309,12 +387,28 @@ class ServingCore:
 def _signature(servable: Servable, name: str | None) -> Signature:
     name = name or DEFAULT_SIGNATURE
     if name not in servable.signatures:
-        raise invalid(f"model {servable.model!r} version {servable.version} has no signature {name!r} "
-                      f"(has {sorted(servable.signatures)})")
+        raise invalid(f"Serving signature name: \"{name}\" not found in signature def (model {servable.model!r} "
+                      f"version {servable.version} has {sorted(servable.signatures)})")
     return servable.signatures[name]
 
 
-def _to_array(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
+def _run(servable: Servable, signature: Signature, arrays: Arrays) -> Arrays:
+    """Through the signature's batch queue when requests can be joined (a batch dimension on
+    every input and output, and the request has the signature's ranks); else called directly,
+    as TF Serving runs an unbatched signature."""
+    queue = servable.queues.get(signature.name)
+    joinable = signature.batchable and all(
+        spec.shape is not None and arrays[name].ndim == len(spec.shape) and arrays[name].ndim > 0
+        for name, spec in signature.inputs.items() if name in arrays)
+    if queue is not None and joinable and arrays:
+        return queue.submit(arrays)
+    try:
+        return signature.function(arrays)
+    except Exception as error:  # noqa: BLE001 - a model error is this request's error
+        raise as_serving_error(error) from None
+
+
+def _to_array(name: str, value: Any, spec: TensorSpec, strict_shapes: bool = True) -> np.ndarray:
     if spec.dtype == object:
         array = np.array(value, dtype=object) if not isinstance(value, np.ndarray) else value
         flat = array.reshape(-1)
@@ -329,6 +423,8 @@ def _to_array(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
             array = np.asarray(value, dtype=spec.dtype)
         except (TypeError, ValueError) as error:
             raise invalid(f"input {name!r} expects {spec.describe()} values: {error}") from None
+    if not strict_shapes:
+        return array        # TF Serving does not hold requests to the signature's static shapes
     if spec.shape is not None:
         if array.ndim != len(spec.shape) or any(d is not None and d != a for d, a in zip(spec.shape, array.shape)):
             raise invalid(f"input {name!r} has shape {list(array.shape)}, the signature expects {spec.describe()}")

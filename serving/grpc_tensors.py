@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import invalid
 
@@ -53,9 +53,32 @@ def to_ndarrays(inputs: Mapping[str, tensor_pb2.TensorProto], max_bytes: int) ->
     return {name: to_ndarray(name, proto, max_bytes) for name, proto in inputs.items()}
 
 
+# dtype -> the typed TensorProto field TF Serving fills (Tensor::AsProtoField), and the numpy view
+_VALUE_FIELDS: dict[np.dtype, tuple[str, np.dtype | None]] = {
+    np.dtype(np.float32): ("float_val", None), np.dtype(np.float64): ("double_val", None),
+    np.dtype(np.int32): ("int_val", None), np.dtype(np.int16): ("int_val", np.dtype(np.int32)),
+    np.dtype(np.int8): ("int_val", np.dtype(np.int32)), np.dtype(np.uint8): ("int_val", np.dtype(np.int32)),
+    np.dtype(np.uint16): ("int_val", np.dtype(np.int32)), np.dtype(np.int64): ("int64_val", None),
+    np.dtype(np.uint32): ("uint32_val", None), np.dtype(np.uint64): ("uint64_val", None),
+    np.dtype(np.bool_): ("bool_val", None), np.dtype(np.float16): ("half_val", np.dtype(np.uint16)),
+}
+
+
 def to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
-    """One output as a TensorProto (strings as DT_STRING, numbers in tensor_content)."""
+    """One output as a TensorProto with its values in the typed field (float_val, int_val,
+    string_val, ...), as TF Serving answers: its tests and clients read `float_val` directly.
+    Dtypes without such a field here (complex, bfloat16) fall back to tensor_content."""
     array = np.asarray(value)
     if array.dtype.type in _STRING_DTYPES or array.dtype == object:
         return tf.make_tensor_proto(array, dtype=tf.string)
-    return tf.make_tensor_proto(array)
+    field = _VALUE_FIELDS.get(array.dtype)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    name, view = field
+    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(array.dtype).as_datatype_enum)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
+    flat = array.reshape(-1)
+    if view is not None:
+        flat = flat.view(view) if view.itemsize == array.dtype.itemsize else flat.astype(view)
+    getattr(proto, name).extend(flat.tolist())
+    return proto

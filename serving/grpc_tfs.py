@@ -2,22 +2,23 @@
 
 Clients built on the `tensorflow-serving-api` stubs work unchanged against this server. Each
 method only translates protos to core calls and back (no model logic here); errors and metrics
-go through serving.grpc_calls. Regress and MultiInference are not offered (the model contract has
-no regression or multi-head signatures) and answer UNIMPLEMENTED, as the generated base class does;
-so does ModelService.HandleReloadConfigRequest (models come from the base path and config file).
+go through serving.grpc_calls. Predict, Classify, Regress, MultiInference and GetModelMetadata
+run on any SavedModel, as in TF Serving; ModelService.HandleReloadConfigRequest answers
+UNIMPLEMENTED, as the generated base class does (models come from the base path and config file).
 """
 from __future__ import annotations
 
 import grpc
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     input_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, status_pb2)
+                                     inference_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
-from serving.core import ServingCore
+from serving.core import ClassifyResult, InferenceTask, RegressResult, ServingCore
 from serving.errors import invalid
+from serving.examples import ExampleInput
 from serving.grpc_calls import rpc
 from serving.grpc_tensors import to_ndarrays, to_tensor_proto
-from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT
+from serving.loader import DEFAULT_SIGNATURE
 
 SIGNATURE_DEF_FIELD = "signature_def"
 _ERROR_UNKNOWN = 2           # tensorflow.error.Code.UNKNOWN, for a version whose load failed
@@ -41,39 +42,18 @@ def _answered_spec(name: str, version: int, signature: str = "") -> model_pb2.Mo
     return spec
 
 
-def example_images(request_input: input_pb2.Input) -> list[bytes]:
-    """The encoded image of each tf.Example, from its `image_bytes` bytes feature.
+def _fill_classifications(result: ClassifyResult, target: classification_pb2.ClassificationResult) -> None:
+    for item in result.items:
+        classes = target.classifications.add().classes
+        classes.extend(classification_pb2.Class(label=name, score=score) for name, score in item.predictions)
 
-    TF Serving feeds Classify's Examples to a signature that parses them; the image signature takes
-    the encoded image itself, so the feature named after its input is read here. With
-    ExampleListWithContext a feature missing from an example is taken from the context, as TF
-    Serving merges the context into every example.
-    """
-    kind = request_input.WhichOneof("kind")
-    if kind == "example_list":
-        examples, context = request_input.example_list.examples, None
-    elif kind == "example_list_with_context":
-        examples = request_input.example_list_with_context.examples
-        context = request_input.example_list_with_context.context
-    else:
-        raise invalid("Classify input is empty: send tf.Examples in input.example_list")
-    if not examples:
-        raise invalid("Classify input holds no examples")
-    images = []
-    for index, example in enumerate(examples):
-        features = example.features.feature
-        if IMAGE_INPUT not in features and context is not None:
-            features = context.features.feature
-        values = features[IMAGE_INPUT].bytes_list.value if IMAGE_INPUT in features else []
-        if len(values) != 1:
-            raise invalid(f"example {index} needs exactly one encoded image in the bytes feature "
-                          f"{IMAGE_INPUT!r}, found {len(values)}")
-        images.append(values[0])
-    return images
+
+def _fill_regressions(result: RegressResult, target: regression_pb2.RegressionResult) -> None:
+    target.regressions.extend(regression_pb2.Regression(value=value) for value in result.values)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService: Predict, Classify, GetModelMetadata."""
+    """tensorflow.serving.PredictionService: Predict, Classify, Regress, MultiInference, GetModelMetadata."""
 
     def __init__(self, core: ServingCore, max_message_bytes: int) -> None:
         self._core = core
@@ -97,14 +77,44 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = request.model_spec
         with rpc(context, spec.name, "classify") as track:
             version, label = version_choice(spec)
-            signature = spec.signature_name or DEFAULT_SIGNATURE
-            result = self._core.classify(spec.name, version, label, signature, example_images(request.input))
+            result = self._core.classify(spec.name, version, label, spec.signature_name or None,
+                                         ExampleInput.from_proto(request.input))
             track.version = result.version
             response = classification_pb2.ClassificationResponse(
-                model_spec=_answered_spec(spec.name, result.version, signature))
-            for item in result.items:
-                classes = response.result.classifications.add().classes
-                classes.extend(classification_pb2.Class(label=name, score=score) for name, score in item.predictions)
+                model_spec=_answered_spec(spec.name, result.version, result.signature))
+            _fill_classifications(result, response.result)
+            return response
+
+    def Regress(self, request: regression_pb2.RegressionRequest,
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        spec = request.model_spec
+        with rpc(context, spec.name, "regress") as track:
+            version, label = version_choice(spec)
+            result = self._core.regress(spec.name, version, label, spec.signature_name or None,
+                                        ExampleInput.from_proto(request.input))
+            track.version = result.version
+            response = regression_pb2.RegressionResponse(
+                model_spec=_answered_spec(spec.name, result.version, result.signature))
+            _fill_regressions(result, response.result)
+            return response
+
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest,
+                       context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        with rpc(context, name, "multi_inference") as track:
+            tasks = [InferenceTask(task.model_spec.name, *version_choice(task.model_spec),
+                                   task.model_spec.signature_name or None, task.method_name)
+                     for task in request.tasks]
+            results = self._core.multi_inference(tasks, ExampleInput.from_proto(request.input))
+            response = inference_pb2.MultiInferenceResponse()
+            for result in results:
+                track.version = result.version
+                entry = response.results.add(model_spec=_answered_spec(result.model, result.version,
+                                                                       result.signature))
+                if isinstance(result, RegressResult):
+                    _fill_regressions(result, entry.regression_result)
+                else:
+                    _fill_classifications(result, entry.classification_result)
             return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,

@@ -1,4 +1,9 @@
-"""Load one model version: SavedModel, signature check against the contract, warm-up.
+"""Load one model version: SavedModel, the image contract if it has one, runtime, warm-up.
+
+Any SavedModel (TF2 or TF1) loads. A version that follows our image contract (docs/model-format.md:
+labels, the image signatures) is loaded with `tf.saved_model.load`, may run on LiteRT and gets
+`:classify_image`, feedback and label metrics. Any other version is served as TF Serving serves it:
+every signature through a session (serving.graph_runner), on TensorFlow.
 
 Like TF Serving's loader, a failure is *reported*, never raised into the server: `load_version`
 returns a `LoadResult` carrying either the servable or the reason, and the manager decides what
@@ -61,11 +66,22 @@ class Signature:
     function: Callable[[Arrays], Arrays]        # numpy inputs by name -> numpy outputs by name
     allowed_batch_sizes: tuple[int, ...] = ()   # pad batches up to one of these (empty: any size)
 
+    @property
+    def batchable(self) -> bool:
+        """Whether requests can be concatenated into one call: every input and output has a
+        leading batch dimension of any size. A scalar output (a sum over the request) or a fixed
+        first dimension cannot be split back per request, so such signatures run unbatched."""
+        return all(spec.shape and spec.shape[0] is None
+                   for spec in (*self.inputs.values(), *self.outputs.values()))
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call the concrete function on a batch; outputs as numpy arrays.
 
         With allowed batch sizes the batch is padded (its last row repeated) up to the next allowed
-        size and the outputs cut back, so the model sees a few shapes only (config.BatchingOptions)."""
+        size and the outputs cut back, so the model sees a few shapes only (config.BatchingOptions).
+        A signature that is not `batchable` is called as it is."""
+        if not self.batchable or not inputs:
+            return self.function(inputs)
         rows = len(next(iter(inputs.values())))
         padded = next((size for size in self.allowed_batch_sizes if size >= rows), rows)
         if padded > rows:
@@ -98,6 +114,8 @@ class Servable:
     metadata: dict[str, Any]
     saved_model: Any = field(repr=False, default=None)
     runtime: RuntimeChoice = RuntimeChoice()
+    image_contract: bool = True        # labels + image signatures: classify_image, feedback, LiteRT
+    closer: Callable[[], None] | None = field(default=None, repr=False)   # frees a session runner
     queues: dict[str, Any] = field(default_factory=dict, repr=False)   # batch queue per signature (core)
     _refs: int = field(default=0, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -128,6 +146,9 @@ class Servable:
             self._closed = True
         self.signatures = {}
         self.saved_model = None
+        if self.closer is not None:
+            self.closer()
+            self.closer = None
         return idle
 
 
@@ -147,16 +168,30 @@ def _spec(info: Any) -> TensorSpec:
 
 
 def read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
-    """The SignatureDef map of the version's saved_model.pb (first MetaGraph, tag `serve`)."""
+    """The SignatureDef map of the version's saved_model.pb (first MetaGraph, tag `serve`), with
+    internal entries like `__saved_model_init_op` too: TF Serving's metadata prints them."""
     saved = saved_model_pb2.SavedModel.FromString((path / SAVED_MODEL_FILE).read_bytes())
     graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs)
     if not graphs:
         raise ValueError("saved_model.pb holds no MetaGraph")
     result = get_model_metadata_pb2.SignatureDefMap()
     for name, definition in graphs[0].signature_def.items():
-        if not name.startswith("__"):       # internal entries like __saved_model_init_op
-            result.signature_def[name].CopyFrom(definition)
+        result.signature_def[name].CopyFrom(definition)
     return result
+
+
+def servable_signatures(defs: get_model_metadata_pb2.SignatureDefMap) -> dict[str, Any]:
+    """The callable entries of a SignatureDef map (not internal ones like __saved_model_init_op)."""
+    return {name: d for name, d in defs.signature_def.items() if not name.startswith("__")}
+
+
+def contract_gap(defs: get_model_metadata_pb2.SignatureDefMap, class_names: list[str]) -> str:
+    """Why the version does not follow the image contract, or "" when it does."""
+    try:
+        check_contract(defs, class_names)
+    except ValueError as error:
+        return str(error)
+    return ""
 
 
 def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: list[str]) -> None:
@@ -319,6 +354,41 @@ def _choose_runtime(servable: Servable, options: RuntimeOptions, images: list[by
         servable.saved_model = None
 
 
+def _load_contract(model: str, version: int, path: Path, defs: get_model_metadata_pb2.SignatureDefMap,
+                   class_names: list[str], batching: BatchingOptions) -> Servable:
+    """An image-contract version: tf.saved_model.load, signatures as concrete functions."""
+    saved_model = tf.saved_model.load(str(path))
+    signatures = {
+        name: Signature(name, specs_in, {k: _spec(v) for k, v in d.outputs.items()},
+                        tensorflow_function(saved_model.signatures[name], specs_in),
+                        batching.allowed_batch_sizes)
+        for name, d in servable_signatures(defs).items() if name in saved_model.signatures
+        for specs_in in [{k: _spec(v) for k, v in d.inputs.items()}]
+    }
+    return Servable(model, version, path, signatures, defs, class_names, _read_metadata(path), saved_model)
+
+
+def _load_generic(model: str, version: int, path: Path, defs: get_model_metadata_pb2.SignatureDefMap,
+                  class_names: list[str], batching: BatchingOptions, options: RuntimeOptions,
+                  gap: str) -> Servable:
+    """Any other SavedModel, served as TF Serving serves it: every signature through a session."""
+    from serving.graph_runner import GraphSession
+
+    wanted = options.runtime
+    if wanted == "litert":      # `litert` insists (serving.inference_runtime): no silent TensorFlow
+        raise ValueError(f"--runtime litert serves image-contract models only; this version has no image "
+                         f"contract ({gap})")
+    runner = GraphSession(path)
+    signatures = {name: Signature(name, {k: _spec(v) for k, v in d.inputs.items()},
+                                  {k: _spec(v) for k, v in d.outputs.items()}, runner.function(name),
+                                  batching.allowed_batch_sizes)
+                  for name, d in servable_signatures(defs).items()}
+    choice = RuntimeChoice(note=f"no image contract ({gap}): TensorFlow serves every signature",
+                           cause="" if wanted == "tensorflow" else "no_contract")
+    return Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
+                    runtime=choice, image_contract=False, closer=runner.close)
+
+
 def load_version(model: str, version: int, path: Path,
                  batching: BatchingOptions = BatchingOptions(max_batch_size=1),
                  options: RuntimeOptions = RuntimeOptions()) -> LoadResult:
@@ -331,21 +401,16 @@ def load_version(model: str, version: int, path: Path,
     try:
         defs = read_signature_defs(path)
         class_names = _read_class_names(path)
-        check_contract(defs, class_names)
-        saved_model = tf.saved_model.load(str(path))
-        signatures = {
-            name: Signature(name, specs_in, {k: _spec(v) for k, v in d.outputs.items()},
-                            tensorflow_function(saved_model.signatures[name], specs_in),
-                            batching.allowed_batch_sizes)
-            for name, d in defs.signature_def.items() if name in saved_model.signatures
-            for specs_in in [{k: _spec(v) for k, v in d.inputs.items()}]
-        }
-        servable = Servable(model, version, path, signatures, defs, class_names, _read_metadata(path),
-                            saved_model)
+        gap = contract_gap(defs, class_names)
+        if gap:
+            servable = _load_generic(model, version, path, defs, class_names, batching, options, gap)
+        else:
+            servable = _load_contract(model, version, path, defs, class_names, batching)
         records = read_warmup_records(path, options.max_image_pixels)
-        size = image_size(servable)
+        size = image_size(servable) if servable.image_contract else None
         images = recorded_images(records) or (generated_images(size) if size else [])
-        _choose_runtime(servable, options, images)
+        if servable.image_contract:
+            _choose_runtime(servable, options, images)
         warmed = _warm_up(servable, batching, records, images)
         log.info("model %s version %d loaded from %s on %s %s (%d warm-up calls) in %.2fs",
                  model, version, path, servable.runtime.runtime, servable.runtime.precision, warmed,

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 from serving import metrics
 from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
-from serving.errors import not_found, unavailable
+from serving.errors import invalid, not_found, unavailable
 from serving.inference_runtime import RuntimeChoice
 from serving.loader import LoadResult, Servable, load_version
 from serving.runtime import compact_heap
@@ -200,7 +200,9 @@ class ServableManager:
     def model_config(self, name: str) -> ModelConfig:
         model = self._models.get(name)
         if model is None:
-            raise not_found(f"model {name!r} is not served here (serving: {sorted(self._models)})")
+            # "Servable not found for request" first: TF Serving's clients look for it
+            raise not_found(f"Servable not found for request: Latest({name}): model {name!r} is not served "
+                            f"here (serving: {sorted(self._models)})")
         return model.config
 
     def _resolve(self, name: str, version: int | None, label: str | None) -> Servable:
@@ -209,7 +211,9 @@ class ServableManager:
         available = model.available
         if label is not None:
             if label not in config.version_labels:
-                raise not_found(f"model {name!r} has no version label {label!r}")
+                # TF Serving's text and code (INVALID_ARGUMENT): http_rest_api_handler_test.cc
+                raise invalid(f"Unrecognized servable version label: {label} "
+                              f"(model {name!r} has labels {sorted(config.version_labels)})")
             version = config.version_labels[label]
         if version is None:
             if not available:
@@ -220,7 +224,8 @@ class ServableManager:
         record = model.records.get(version)
         if record is not None and record.state in ("START", "LOADING"):
             raise unavailable(f"model {name!r} version {version} is still loading")
-        raise not_found(f"model {name!r} version {version} is not available "
+        raise not_found(f"Servable not found for request: Specific({name}, {version}): "
+                        f"model {name!r} version {version} is not available "
                         f"(available: {sorted(available) or 'none'})")
 
     @contextmanager

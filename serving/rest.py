@@ -4,47 +4,60 @@ Routes (TF Serving compatible where TF Serving has them):
   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    instances (row) or inputs (columnar)
-  POST /v1/models/{name}[...]:classify                         TF Serving's examples -> {"result": ...}
+  POST /v1/models/{name}[...]:classify                         TF Serving's examples -> {"results": ...}
+  POST /v1/models/{name}[...]:regress                          TF Serving's examples -> {"results": ...}
   POST /v1/models/{name}[...]:classify_image[?top_k=5]         multipart file(s) or raw image/* body
   POST /v1/models/{name}:feedback                              {prediction_id, label} or {feedback: [..]}
-  GET  /healthz  /readyz  /metrics
-Errors are TF Serving's shape, {"error": "..."}, with the status from serving.errors.
+  GET  /healthz  /readyz  /metrics  /monitoring/prometheus/metrics (TF Serving's metrics path)
+Errors are TF Serving's shape, {"error": "..."}, with the status from serving.errors; a path TF
+Serving would not route is its 400 "Malformed request". The JSON <-> tensor rules live in
+serving.json_tensor (TF Serving's util/json_tensor), the work in serving.core.
 Other areas add routes through `create_app(..., extensions)` without touching this module.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import re
 from typing import Any, Callable, Iterable
 
-import numpy as np
-import pybase64
 from flask import Blueprint, Flask, Response, jsonify, request
 from google.protobuf import json_format
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from serving import metrics
+from serving import json_tensor, metrics
 from serving.core import ClassifyResult, ImageResult, ServingCore
-from serving.errors import ServingError, invalid, not_found, too_large
-from serving.loader import IMAGE_INPUT
+from serving.errors import ServingError, invalid, too_large
+from serving.examples import ExampleInput
 
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z_]+))?$")
 DEFAULT_TOP_K = 5
+MAX_VERSION = (1 << 63) - 1
+GET_VERBS = frozenset()                                       # GET answers status and /metadata only
+POST_VERBS = frozenset({"predict", "classify", "regress", "classify_image", "feedback"})
+
+
+def malformed(method: str, path: str) -> ServingError:
+    """TF Serving's answer to a path its REST API does not route (400, not 404)."""
+    return invalid(f"Malformed request: {method} {path}")
 
 
 class ModelPath:
-    """The parts of /v1/models/... : name, version or label, and /metadata or :verb."""
+    """The parts of /v1/models/... : name, version or label, and /metadata or :verb.
 
-    def __init__(self, path: str) -> None:
+    What TF Serving's handler would not route is its 400 "Malformed request": an unknown verb, a
+    verb with GET, /metadata with POST, a version that is not a number."""
+
+    def __init__(self, path: str, method: str = "GET") -> None:
         match = _PATH.match(path)
-        if not match:
-            raise not_found(f"no such resource: /v1/models/{path}")
+        full = f"/v1/models/{path}"
+        if not match or (match["verb"] and match["verb"] not in (POST_VERBS if method == "POST" else GET_VERBS)) \
+                or (method == "POST" and not match["verb"]):
+            raise malformed(method, full)
+        if match["version"] and int(match["version"]) > MAX_VERSION:
+            raise invalid(f"Failed to convert version: {match['version']} to numeric.")
         self.name: str = match["name"]
         self.version = int(match["version"]) if match["version"] else None
         self.label: str | None = match["label"]
@@ -53,85 +66,12 @@ class ModelPath:
 
 
 def error_response(error: ServingError) -> Response:
-    response = jsonify(error=error.message)
-    response.status_code = error.http_status
-    return response
+    return Response(json_tensor.error_json(error.message), status=error.http_status, mimetype="application/json")
 
 
-# ---- JSON <-> tensors (TF Serving's REST encoding) -------------------------------------------
-def decode_b64(value: Any) -> Any:
-    """Replace every {"b64": "..."} in a JSON value by the bytes it encodes."""
-    if isinstance(value, dict):
-        if set(value) == {"b64"}:
-            if not isinstance(value["b64"], str):
-                raise invalid('a "b64" value must be a string')
-            text = value["b64"].strip().replace("-", "+").replace("_", "/")   # standard or web-safe
-            try:
-                # pybase64: SIMD decoding, ~30x faster than the standard library's on a 50 kB
-                # image, and that time is spent holding the GIL every other request needs
-                return pybase64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-            except (binascii.Error, ValueError):
-                raise invalid('a "b64" value is not valid base64') from None
-        return {key: decode_b64(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [decode_b64(item) for item in value]
-    return value
-
-
-def _json_value(name: str, array: np.ndarray) -> Any:
-    values = array.tolist()
-    if array.dtype != object:
-        return values
-    binary = name.endswith("_bytes")   # TF Serving's rule: such outputs are always base64
-
-    def convert(item: Any) -> Any:
-        if isinstance(item, list):
-            return [convert(inner) for inner in item]
-        if isinstance(item, bytes):
-            if not binary:
-                try:
-                    return item.decode()
-                except UnicodeDecodeError:
-                    pass
-            return {"b64": base64.b64encode(item).decode()}
-        return item
-    return convert(values)
-
-
-def parse_predict(body: Any) -> tuple[str | None, Any, bool]:
-    """(signature_name, inputs for core.predict, row format?) from a :predict JSON body."""
-    if not isinstance(body, dict):
-        raise invalid("the body must be a JSON object with \"instances\" or \"inputs\"")
-    signature = body.get("signature_name")
-    if signature is not None and not isinstance(signature, str):
-        raise invalid("signature_name must be a string")
-    if ("instances" in body) == ("inputs" in body):
-        raise invalid("the body needs exactly one of \"instances\" (row format) or \"inputs\" (columnar)")
-    if "inputs" in body:
-        return signature, decode_b64(body["inputs"]), False
-    instances = body["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise invalid("\"instances\" must be a non-empty list")
-    instances = decode_b64(instances)
-    if all(isinstance(item, dict) for item in instances):
-        names = set(instances[0])
-        if any(set(item) != names for item in instances):
-            raise invalid("every instance must name the same inputs")
-        return signature, {name: [item[name] for item in instances] for name in names}, True
-    if any(isinstance(item, dict) for item in instances):
-        raise invalid("instances mix named (objects) and unnamed values")
-    return signature, instances, True
-
-
-def predict_response(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
-    """TF Serving's answer: {"predictions": [...]} for row requests, {"outputs": ...} for columnar."""
-    values = {name: _json_value(name, array) for name, array in outputs.items()}
-    if not row:
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    if len(values) == 1:
-        return {"predictions": next(iter(values.values()))}
-    count = len(next(iter(outputs.values())))
-    return {"predictions": [{name: value[i] for name, value in values.items()} for i in range(count)]}
+def json_response(text: str) -> Response:
+    """A JSON body written by serving.json_tensor (its number and string rules, not Flask's)."""
+    return Response(text, mimetype="application/json")
 
 
 def status_response(statuses: Iterable[Any]) -> dict[str, Any]:
@@ -178,16 +118,13 @@ MAX_JSON_DEPTH = 64   # tensors nest a few levels; deeper JSON only attacks the 
 
 
 def _json_body(core: ServingCore) -> Any:
+    """The JSON document (TF Serving's rapidjson error texts, serving.json_tensor.loads)."""
     data = _body(core)
-    if not data.strip():
-        raise invalid("the request body is empty; send a JSON object")
     too_deep = invalid(f"the JSON body nests lists/objects deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(data)
+        value = json_tensor.loads(data)
     except RecursionError:
         raise too_deep from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid(f"malformed JSON body: {error}") from None
     if _nested_deeper(value, MAX_JSON_DEPTH):
         raise too_deep
     return value
@@ -240,38 +177,51 @@ def models_blueprint(core: ServingCore) -> Blueprint:
 
     @bp.get("/v1/models/<path:path>")
     def get_model(path: str) -> Response:
-        target = ModelPath(path)
-        if target.verb:
-            raise ServingError("INVALID_ARGUMENT", f":{target.verb} needs POST")
+        target = ModelPath(path, "GET")
         api = "metadata" if target.metadata else "status"
         with metrics.track_request(target.name, api, "rest") as track:
             if target.metadata:
                 track.version, defs = core.signature_defs(target.name, target.version, target.label)
-                return jsonify({
-                    "model_spec": {"name": target.name, "signature_name": "", "version": str(track.version)},
-                    "metadata": {"signature_def": json_format.MessageToDict(
-                        defs, preserving_proto_field_name=True)}})
+                return jsonify(metadata_response(target.name, track.version, defs))
             version = core.resolve_label(target.name, target.label) if target.label else target.version
             track.version = version or ""
             return jsonify(status_response(core.model_status(target.name, version)))
 
+    @bp.route("/v1/models", methods=["GET", "POST"])
+    def no_model() -> Response:
+        if request.method == "GET":
+            raise invalid("Missing model name in request.")
+        raise malformed(request.method, request.path)
+
+    @bp.route("/v1/<path:path>", methods=["GET", "POST"])
+    def unrouted(path: str) -> Response:
+        raise malformed(request.method, request.path)
+
     @bp.post("/v1/models/<path:path>")
     def post_model(path: str) -> Response:
-        target = ModelPath(path)
-        handler = VERBS.get(target.verb or "")
-        if handler is None or target.metadata:
-            raise not_found(f"unknown method {target.verb!r}: use :predict, :classify_image or :feedback")
-        api, run = handler
+        target = ModelPath(path, "POST")
+        api, run = VERBS[target.verb or ""]
         with metrics.track_request(target.name, api, "rest") as track:
             return run(core, target, track)
 
     return bp
 
 
+def metadata_response(name: str, version: int, defs: Any) -> dict[str, Any]:
+    """TF Serving's metadata JSON: every field printed, defaults included (`defaults: {}`,
+    `dim.name`, `unknown_rank: false`), int64 sizes as strings, as its proto-to-JSON does."""
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
+            "metadata": {"signature_def": json_format.MessageToDict(
+                defs, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)}}
+
+
 def _predict(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
-    signature, inputs, row = parse_predict(_json_body(core))
-    track.version, outputs = core.predict(target.name, target.version, target.label, signature, inputs)
-    return jsonify(predict_response(outputs, row))
+    parsed = json_tensor.parse_predict(
+        _json_body(core), lambda signature: core.input_dtypes(target.name, target.version, target.label,
+                                                              signature or None))
+    track.version, outputs = core.predict(target.name, target.version, target.label,
+                                          parsed.signature_name or None, parsed.inputs)
+    return json_response(json_tensor.predict_json(outputs, parsed.format))
 
 
 def _classify_image(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
@@ -311,23 +261,26 @@ def _feedback_json(core: ServingCore, model: str, item: Any) -> dict[str, Any]:
             "predicted_label": done.predicted_label, "label": done.true_label, "correct": done.correct}
 
 
+def _examples(core: ServingCore) -> tuple[str | None, ExampleInput]:
+    parsed = json_tensor.parse_examples(_json_body(core))
+    return parsed.signature_name or None, ExampleInput(parsed.examples, parsed.context)
+
+
 def _classify(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
-    """TF Serving's REST Classify on the image signature: `examples` with an image_bytes feature."""
-    body = _json_body(core)
-    if not isinstance(body, dict) or not isinstance(body.get("examples"), list) or not body["examples"]:
-        raise invalid("the body needs a non-empty \"examples\" list of {\"image_bytes\": {\"b64\": ...}}")
-    examples = decode_b64(body["examples"])
-    if not all(isinstance(e, dict) and set(e) == {IMAGE_INPUT} for e in examples):
-        raise invalid(f"every example must hold exactly one feature, {IMAGE_INPUT!r}")
-    images = [e[IMAGE_INPUT][0] if isinstance(e[IMAGE_INPUT], list) and len(e[IMAGE_INPUT]) == 1
-              else e[IMAGE_INPUT] for e in examples]
-    result = core.classify(target.name, target.version, target.label, body.get("signature_name"), images)
+    """TF Serving's REST Classify: `examples` -> {"results": [[[label, score], ...], ...]}. On an
+    image-contract model the default signature classifies each example's image_bytes feature."""
+    signature, examples = _examples(core)
+    result = core.classify(target.name, target.version, target.label, signature, examples)
     track.version = result.version
-    return jsonify({"result": [[[label, score] for label, score in item.predictions] for item in result.items]})
+    return json_response(json_tensor.classification_json([item.predictions for item in result.items]))
 
 
-def _unsupported(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
-    raise invalid(f":{target.verb} is not supported for this model: use :predict, :classify or :classify_image")
+def _regress(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
+    """TF Serving's REST Regress: `examples` -> {"results": [value, ...]}."""
+    signature, examples = _examples(core)
+    result = core.regress(target.name, target.version, target.label, signature, examples)
+    track.version = result.version
+    return json_response(json_tensor.regression_json(result.values))
 
 
 VERBS: dict[str, tuple[str, Callable[[ServingCore, ModelPath, metrics.RequestTrack], Response]]] = {
@@ -335,7 +288,7 @@ VERBS: dict[str, tuple[str, Callable[[ServingCore, ModelPath, metrics.RequestTra
     "classify_image": ("classify_image", _classify_image),
     "feedback": ("feedback", _feedback),
     "classify": ("classify", _classify),
-    "regress": ("predict", _unsupported),
+    "regress": ("regress", _regress),
 }
 
 
@@ -356,6 +309,7 @@ def health_blueprint(core: ServingCore) -> Blueprint:
         return response
 
     @bp.get("/metrics")
+    @bp.get("/monitoring/prometheus/metrics")      # TF Serving's path (--monitoring_config_file)
     def prometheus() -> Response:
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST.split(";")[0],
                         headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})

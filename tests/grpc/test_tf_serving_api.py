@@ -180,7 +180,8 @@ def _tensor(dtype: int, dims: list[int], **values) -> tensor_pb2.TensorProto:
 PREDICT_ERRORS = {
     "unknown model": (predict_request(images_input(1), model="nope"), grpc.StatusCode.NOT_FOUND),
     "unknown version": (predict_request(images_input(1), version=9), grpc.StatusCode.NOT_FOUND),
-    "unknown label": (predict_request(images_input(1), label="beta"), grpc.StatusCode.NOT_FOUND),
+    # INVALID_ARGUMENT, as TF Serving answers an unrecognized version label
+    "unknown label": (predict_request(images_input(1), label="beta"), grpc.StatusCode.INVALID_ARGUMENT),
     "no model name": (predict_request(images_input(1), model=""), grpc.StatusCode.INVALID_ARGUMENT),
     "wrong signature": (predict_request(images_input(1), signature="nope"), grpc.StatusCode.INVALID_ARGUMENT),
     "wrong input name": (predict_request({"pixels": tf.make_tensor_proto([b"x"])}),

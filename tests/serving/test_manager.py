@@ -64,7 +64,8 @@ def test_labels_and_all_policy_route_to_their_versions(tmp_path: Path) -> None:
                                  ("canary", None, "canary"), ("v3", 3, None)]}
     assert {key: version for key, (version, _) in answers.items()} == {"latest": 3, "stable": 1, "canary": 2, "v3": 3}
     assert not np.allclose(answers["stable"][1]["probabilities"], answers["canary"][1]["probabilities"])
-    for kwargs, code in [({"label": "nope"}, "NOT_FOUND"), ({"label": "next"}, "NOT_FOUND"),
+    # an unknown label is INVALID_ARGUMENT, as in TF Serving (http_rest_api_handler_test.cc)
+    for kwargs, code in [({"label": "nope"}, "INVALID_ARGUMENT"), ({"label": "next"}, "NOT_FOUND"),
                          ({"version": 7}, "NOT_FOUND")]:
         with pytest.raises(ServingError) as error:
             core.predict("tiny", inputs=image, **kwargs)
