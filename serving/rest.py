@@ -365,7 +365,7 @@ def health_blueprint(core: ServingCore) -> Blueprint:
 
 def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
     """The Flask app: core blueprints, then each extension module's `blueprint(core, options)`."""
-    app = Flask("serving")
+    app = Flask("serving", static_folder=None)   # no /static/<path> route: nothing to serve there
     app.config["MAX_CONTENT_LENGTH"] = core.options.max_request_bytes
     app.json.sort_keys = False
     app.register_blueprint(models_blueprint(core))
