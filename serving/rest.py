@@ -24,7 +24,7 @@ import numpy as np
 import pybase64
 from flask import Blueprint, Flask, Response, jsonify, request
 from google.protobuf import json_format
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from serving import metrics
 from serving.core import ClassifyResult, ImageResult, ServingCore
@@ -242,7 +242,7 @@ def models_blueprint(core: ServingCore) -> Blueprint:
     def get_model(path: str) -> Response:
         target = ModelPath(path)
         if target.verb:
-            raise ServingError("INVALID_ARGUMENT", f":{target.verb} needs POST")
+            raise MethodNotAllowed(["POST"], f":{target.verb} needs POST")   # 405 with Allow (RFC 9110)
         api = "metadata" if target.metadata else "status"
         with metrics.track_request(target.name, api, "rest") as track:
             if target.metadata:
@@ -258,8 +258,10 @@ def models_blueprint(core: ServingCore) -> Blueprint:
     @bp.post("/v1/models/<path:path>")
     def post_model(path: str) -> Response:
         target = ModelPath(path)
-        handler = VERBS.get(target.verb or "")
-        if handler is None or target.metadata:
+        if target.verb is None:
+            raise MethodNotAllowed(["GET"], "status and metadata are read with GET")
+        handler = VERBS.get(target.verb)
+        if handler is None:
             raise not_found(f"unknown method {target.verb!r}: use :predict, :classify_image or :feedback")
         api, run = handler
         with metrics.track_request(target.name, api, "rest") as track:
@@ -386,6 +388,8 @@ def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
             message = f"{error.name}: {error.description}" if error.description else str(error.name)
         response = jsonify(error=message)
         response.status_code = error.code or 500
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)   # RFC 9110: a 405 names them
         return response
 
     @app.errorhandler(Exception)
