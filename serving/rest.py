@@ -287,6 +287,8 @@ def _classify_image(core: ServingCore, target: ModelPath, track: metrics.Request
 def _feedback(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
     body = _json_body(core)
     if isinstance(body, dict) and "feedback" in body:
+        if set(body) != {"feedback"}:      # as the single form does: an unknown key is a client bug
+            raise invalid(f"a {{\"feedback\": [...]}} body has unknown keys {sorted(set(body) - {'feedback'})}")
         if not isinstance(body["feedback"], list) or not body["feedback"]:
             raise invalid("\"feedback\" must be a non-empty list of {prediction_id, label}")
         results = []
