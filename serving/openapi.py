@@ -88,7 +88,7 @@ SCHEMAS: dict[str, Schema] = {
             "examples": {"type": "array", "minItems": 1, "items": {
                 "type": "object", "required": ["image_bytes"],
                 "properties": {"image_bytes": {"$ref": "#/components/schemas/B64"}}}}}},
-    "B64": {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}},
+    "B64": {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string", "minLength": 1}}},
     "ClassifyResponse": {
         "type": "object", "required": ["result"],
         "description": "Per example, every class best first as [label, score].",
@@ -120,8 +120,11 @@ SCHEMAS: dict[str, Schema] = {
     "FeedbackRequest": {
         "oneOf": [{"$ref": "#/components/schemas/FeedbackItem"},
                   {"type": "object", "required": ["feedback"], "additionalProperties": False,
-                   "properties": {"feedback": {"type": "array", "minItems": 1,
-                                               "items": {"$ref": "#/components/schemas/FeedbackItem"}}}}]},
+                   "properties": {"feedback": {
+                       "type": "array", "minItems": 1,
+                       "description": "Several reports, each a FeedbackItem. Each is judged on its own: a "
+                                      "malformed one gets an error entry in `results`, not a 400 for all.",
+                       "items": {}}}}]},
     "FeedbackDone": {
         "type": "object", "required": ["prediction_id", "model", "version", "predicted_label", "label", "correct"],
         "properties": {"prediction_id": {"type": "string"}, "model": {"type": "string"},
@@ -213,7 +216,7 @@ def _json_body(schema: str) -> Schema:
 
 
 IMAGE_BODY: Schema = {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "contentMediaType": "application/octet-stream",
                  "description": "an encoded image; several file fields classify several images"}}}},
     "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
