@@ -29,9 +29,7 @@ MODEL_FORMS: tuple[tuple[str, str, str], ...] = (
 VERSION_PARAM: Schema = {"name": "version", "in": "path", "required": True,
                          "description": "A version number (its directory name under the base path).",
                          "schema": {"type": "integer", "minimum": 0}}
-LABEL_PARAM: Schema = {"name": "label", "in": "path", "required": True,
-                       "description": "A version label from the model config (`version_labels`).",
-                       "schema": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_.-]*$"}}
+LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 ADMIN_SECURITY = [{"adminToken": []}]
 
 # ---- schemas ---------------------------------------------------------------------------------
@@ -253,13 +251,21 @@ def _model_operations(suffix: str) -> dict[str, tuple[str, Schema]]:
     }
 
 
-def model_paths(names: list[str]) -> dict[str, Schema]:
+def _label_param(labels: list[str]) -> Schema:
+    """The configured labels when there are some (any other answers 404), else the label syntax."""
+    schema = {"type": "string", "enum": labels} if labels else {"type": "string", "pattern": LABEL_PATTERN}
+    return {"name": "label", "in": "path", "required": True, "schema": schema,
+            "description": "A version label from the model config (`version_labels`)."}
+
+
+def model_paths(names: list[str], labels: list[str] = ()) -> dict[str, Schema]:
     """Every /v1/models path: each operation in each form (plain, /versions/{v}, /labels/{l})."""
     name_param: Schema = {"name": "name", "in": "path", "required": True, "description": "A served model.",
                           "schema": {"type": "string", "enum": names} if names else {"type": "string"}}
+    label_param = _label_param(list(labels))
     paths: dict[str, Schema] = {}
     for form, op_suffix, selects in MODEL_FORMS:
-        extra = [VERSION_PARAM] if "{version}" in form else [LABEL_PARAM] if "{label}" in form else []
+        extra = [VERSION_PARAM] if "{version}" in form else [label_param] if "{label}" in form else []
         for tail, (method, operation) in _model_operations(form).items():
             operation = {**operation, "operationId": operation["operationId"] + op_suffix,
                          "description": f"Answered by {selects}.",
@@ -327,15 +333,15 @@ def _components() -> Schema:
         "description": "The content of --admin-token-file (a mounted Secret in Kubernetes)."}}}
 
 
-def build_document(model_names: list[str], console_assets: list[str] = ()) -> Schema:
-    """The whole OpenAPI 3.1 document for a server serving `model_names`."""
+def build_document(model_names: list[str], console_assets: list[str] = (), labels: list[str] = ()) -> Schema:
+    """The whole OpenAPI 3.1 document for a server serving `model_names` (with version `labels`)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "transfer-serving REST API", "version": "1",
                  "description": "TensorFlow Serving's REST API (/v1/models/...) plus image classification, "
                                 "feedback and retraining. Errors are {\"error\": message}; the HTTP status "
                                 "gives the kind (serving/errors.py)."},
-        "paths": {**model_paths(model_names), **admin_paths(), **service_paths(list(console_assets))},
+        "paths": {**model_paths(model_names, labels), **admin_paths(), **service_paths(list(console_assets))},
         "components": _components(),
     }
 
@@ -344,7 +350,8 @@ def blueprint(core: Any, options: Any) -> Blueprint:
     """The extension hook of serving.config: GET /openapi.json for this server's models."""
     from serving.console import asset_names
 
-    document = build_document([m.name for m in options.models], asset_names())
+    labels = sorted({label for m in options.models for label in getattr(m, "version_labels", {})})
+    document = build_document([m.name for m in options.models], asset_names(), labels)
     bp = Blueprint("openapi", __name__)
 
     @bp.get("/openapi.json")
