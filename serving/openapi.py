@@ -7,13 +7,14 @@ built here from small tables instead, and tests/serving/test_openapi.py checks i
 the app really registers: every rule and method must be described, every verb of
 `serving.rest.VERBS` must have its path, and every described path must reach a rule.
 
-The model name parameter lists the models this server was configured with (the document is built
-per server), so clients and fuzzers meet the real models; any other name answers 404.
+The model name parameter lists the models this server was configured with, and the label
+parameter its version labels when it has some (the document is built per server), so clients and
+fuzzers meet the real models; any other name or label answers 404.
 This module is also the extension (`serving.config.EXTENSIONS`) that adds the route.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from flask import Blueprint, Response, jsonify
 
@@ -225,8 +226,8 @@ MODEL_ERRORS = (400, 404, 503)
 
 
 # ---- paths -----------------------------------------------------------------------------------
-def _model_operations(suffix: str) -> dict[str, tuple[str, Schema]]:
-    """(path tail, method -> operation) of one path form; opId suffix added by the caller."""
+def _model_operations() -> dict[str, tuple[str, Schema]]:
+    """Path tail -> (method, operation), the same in every path form (the caller adds the form)."""
     post_errors = (*MODEL_ERRORS, 413)
     return {
         "": ("get", _operation("getModelStatus", "TF Serving model status: versions and their state",
@@ -258,7 +259,7 @@ def _label_param(labels: list[str]) -> Schema:
             "description": "A version label from the model config (`version_labels`)."}
 
 
-def model_paths(names: list[str], labels: list[str] = ()) -> dict[str, Schema]:
+def model_paths(names: list[str], labels: Sequence[str] = ()) -> dict[str, Schema]:
     """Every /v1/models path: each operation in each form (plain, /versions/{v}, /labels/{l})."""
     name_param: Schema = {"name": "name", "in": "path", "required": True, "description": "A served model.",
                           "schema": {"type": "string", "enum": names} if names else {"type": "string"}}
@@ -266,7 +267,7 @@ def model_paths(names: list[str], labels: list[str] = ()) -> dict[str, Schema]:
     paths: dict[str, Schema] = {}
     for form, op_suffix, selects in MODEL_FORMS:
         extra = [VERSION_PARAM] if "{version}" in form else [label_param] if "{label}" in form else []
-        for tail, (method, operation) in _model_operations(form).items():
+        for tail, (method, operation) in _model_operations().items():
             operation = {**operation, "operationId": operation["operationId"] + op_suffix,
                          "description": f"Answered by {selects}.",
                          "parameters": [name_param, *extra, *operation.get("parameters", [])]}
@@ -285,7 +286,8 @@ def admin_paths() -> dict[str, Schema]:
     return {
         "/v1/models/{name}:retrain": {"post": _operation(
             "retrain", "Start a retrain job (202 with its id; Location: /v1/jobs/{id})",
-            _responses(202, "RetrainAccepted", "the job was submitted", (400, 401, 404, 409, 503)),
+            _with_header(_responses(202, "RetrainAccepted", "the job was submitted", (400, 401, 404, 409, 503)),
+                         "202", "Location", "/v1/jobs/{job_id} of the new job"),
             {"required": False, "content": {JSON: {"schema": _ref("RetrainRequest")}}}, [model], admin=True)},
         "/v1/jobs": {"get": _operation(
             "listJobs", "Retrain jobs, optionally of one model",
@@ -299,6 +301,13 @@ def admin_paths() -> dict[str, Schema]:
                                  _responses(202, "Job", "cancelling", (401, 404, 412, 503)),
                                  params=[job_id], admin=True)},
     }
+
+
+def _with_header(responses: Schema, status: str, name: str, description: str) -> Schema:
+    """`responses` with a header that the `status` answer always carries."""
+    answer = responses[status]
+    answer["headers"] = {name: {"description": description, "required": True, "schema": {"type": "string"}}}
+    return responses
 
 
 def _text(media: str, description: str) -> Schema:
@@ -328,12 +337,14 @@ def service_paths(console_assets: list[str]) -> dict[str, Schema]:
 def _components() -> Schema:
     responses = {f"E{code}": {"description": text, "content": {JSON: {"schema": _ref("Error")}}}
                  for code, text in ERROR_MEANINGS.items()}
+    _with_header(responses, "E401", "WWW-Authenticate", "Bearer realm=\"retrain\" (RFC 6750)")
     return {"schemas": SCHEMAS, "responses": responses, "securitySchemes": {"adminToken": {
         "type": "http", "scheme": "bearer",
         "description": "The content of --admin-token-file (a mounted Secret in Kubernetes)."}}}
 
 
-def build_document(model_names: list[str], console_assets: list[str] = (), labels: list[str] = ()) -> Schema:
+def build_document(model_names: list[str], console_assets: Sequence[str] = (),
+                   labels: Sequence[str] = ()) -> Schema:
     """The whole OpenAPI 3.1 document for a server serving `model_names` (with version `labels`)."""
     return {
         "openapi": "3.1.0",
