@@ -141,3 +141,7 @@ def test_the_token_unlocks_retraining_and_is_kept_in_memory_only(page: Page) -> 
     stored = page.evaluate("() => [localStorage.length, sessionStorage.length, document.cookie]")
     assert stored == [0, 0, ""]
     assert TOKEN not in page.content()
+    # The form reaches the retrain API with the token (a folder that is not there: no trainer starts).
+    page.fill("#retrain-data", "no-such-folder")
+    page.click("#retrain-form button")
+    page.wait_for_function("document.getElementById('retrain-result').textContent.includes('not a directory')")
