@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 from playwright import sync_api as playwright_api
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.conftest import MATERIALS
 from tests.helpers import TINY_SIZE, image_bytes, tiny_model
@@ -68,6 +68,8 @@ def page(server: ServerHandle) -> Iterator[Page]:
         tab = browser.new_page(viewport={"width": 1040, "height": 1100})
         tab.set_default_timeout(TIMEOUT_MS)
         errors: list[str] = []
+        # Waits use expect(), not wait_for_function: its polling evaluates strings, which the page's
+        # Content-Security-Policy (no 'unsafe-eval') rightly refuses.
         tab.on("pageerror", lambda error: errors.append(str(error)))
         tab.goto(server.rest_url + "/")
         yield tab
@@ -103,7 +105,7 @@ def test_retrain_stays_hidden_without_the_token(page: Page, server: ServerHandle
     assert TOKEN not in page.content()
     page.fill("#token", "wrong-token")
     page.click("#unlock button")
-    page.wait_for_function("document.getElementById('unlock-result').textContent.includes('wrong bearer token')")
+    expect(page.locator("#unlock-result")).to_contain_text("wrong bearer token", timeout=TIMEOUT_MS)
     assert page.locator("#retrain").is_hidden()
 
 
@@ -125,9 +127,9 @@ def test_upload_draws_the_models_top_classes_and_feedback_moves_online_accuracy(
     wrong = next(label for label in LABELS if label != bars.first.get_attribute("data-label"))
     page.select_option("#true-label", wrong)
     page.click("#feedback button")
-    page.wait_for_function("document.getElementById('feedback-result').textContent.includes('wrong')")
+    expect(page.locator("#feedback-result")).to_contain_text("wrong", timeout=TIMEOUT_MS)
     online = page.locator('.model[data-model="fashion"] tr[data-version="1"] td.online')
-    playwright_api.expect(online).to_have_text("0.0 % (1)")
+    expect(online).to_have_text("0.0 % (1)", timeout=TIMEOUT_MS)
     assert feedback_total(server) == before + 1
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     page.screenshot(path=str(shots / "console.png"), full_page=True)
@@ -144,4 +146,4 @@ def test_the_token_unlocks_retraining_and_is_kept_in_memory_only(page: Page) -> 
     # The form reaches the retrain API with the token (a folder that is not there: no trainer starts).
     page.fill("#retrain-data", "no-such-folder")
     page.click("#retrain-form button")
-    page.wait_for_function("document.getElementById('retrain-result').textContent.includes('not a directory')")
+    expect(page.locator("#retrain-result")).to_contain_text("not a directory", timeout=TIMEOUT_MS)
