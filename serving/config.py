@@ -36,7 +36,7 @@ ENV_PREFIX = "SERVING_"
 # Route modules of other areas (retrain, ...). Each may define `add_arguments(parser)` for its own
 # flags (they arrive in ServerOptions.extra) and `blueprint(core, options) -> flask.Blueprint` for
 # its routes. Adding a module here is the one-line hook; the predict code is never edited for it.
-EXTENSIONS: tuple[str, ...] = ("serving.retrain_api",)
+EXTENSIONS: tuple[str, ...] = ("serving.retrain_api", "serving.openapi", "serving.console")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 

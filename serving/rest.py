@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from google.protobuf import json_format
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from serving import json_tensor, metrics
 from serving.core import ClassifyResult, ImageResult, ServingCore
@@ -235,6 +235,8 @@ def _classify_image(core: ServingCore, target: ModelPath, track: metrics.Request
 def _feedback(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
     body = _json_body(core)
     if isinstance(body, dict) and "feedback" in body:
+        if set(body) != {"feedback"}:      # as the single form does: an unknown key is a client bug
+            raise invalid(f"a {{\"feedback\": [...]}} body has unknown keys {sorted(set(body) - {'feedback'})}")
         if not isinstance(body["feedback"], list) or not body["feedback"]:
             raise invalid("\"feedback\" must be a non-empty list of {prediction_id, label}")
         results = []
@@ -319,7 +321,7 @@ def health_blueprint(core: ServingCore) -> Blueprint:
 
 def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
     """The Flask app: core blueprints, then each extension module's `blueprint(core, options)`."""
-    app = Flask("serving")
+    app = Flask("serving", static_folder=None)   # no /static/<path> route: nothing to serve there
     app.config["MAX_CONTENT_LENGTH"] = core.options.max_request_bytes
     app.json.sort_keys = False
     app.register_blueprint(models_blueprint(core))
@@ -340,6 +342,8 @@ def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
             message = f"{error.name}: {error.description}" if error.description else str(error.name)
         response = jsonify(error=message)
         response.status_code = error.code or 500
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)   # RFC 9110: a 405 names them
         return response
 
     @app.errorhandler(Exception)
