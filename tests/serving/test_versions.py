@@ -48,6 +48,24 @@ def test_superscript_directory_does_not_stall_the_poll(tmp_path: Path) -> None:
     manager.stop()
 
 
+def test_an_exception_in_one_model_leaves_the_others_polling(tmp_path: Path, monkeypatch) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    export_tiny(first, seed=1)
+    export_tiny(second, seed=2)
+    manager = ServableManager((ModelConfig("a", first), ModelConfig("b", second)))
+    real = ServableManager._converge
+
+    def broken_for_a(self, model) -> None:
+        if model.config.name == "a":
+            raise RuntimeError("boom")
+        real(self, model)
+
+    monkeypatch.setattr(ServableManager, "_converge", broken_for_a)
+    manager.poll()
+    assert [s.state for s in manager.status("b")] == ["AVAILABLE"]
+    manager.stop()
+
+
 def test_missing_base_path_logged_once_and_again_after_it_returns(tmp_path: Path, caplog) -> None:
     base = tmp_path / "absent"
     reported = Reported()
