@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from trainer.checks import check_numbers
     from trainer.data import discover
 
+    check_numbers(args)
     discover(args.data)  # layout errors before the seconds-long TensorFlow import
     from trainer.train import run
 
@@ -92,8 +94,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from trainer.checks import check_top_k
     from trainer.predict import print_predictions
 
+    check_top_k(args.top_k, args.limit)
     print_predictions(args.model_base_path, args.images, args.version, args.top_k, args.limit)
     return 0
 

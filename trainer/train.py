@@ -21,6 +21,7 @@ import keras
 from trainer import data as datasets
 from trainer import termination
 from trainer.backbones import get_backbone
+from trainer.checks import check_numbers
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
 from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
@@ -128,12 +129,15 @@ def _cluster(config: TrainConfig) -> ClusterSpec | None:
 
 def run(config: TrainConfig) -> TrainResult:
     """Train, evaluate after each stage, export the next version; returns what was made."""
+    check_numbers(config)
     cluster = _cluster(config)
     strategy = select_strategy(config.devices, cluster)  # first TF op: multi-worker requires it
     base_path = export_base_path(Path(config.model_base_path), cluster)  # scratch on non-chiefs
     backbone = get_backbone(config.backbone)
+    image_size = backbone.default_size if config.image_size is None else config.image_size
+    if image_size < backbone.min_size:
+        raise TrainerError(f"--image-size {image_size} is below {backbone.name}'s minimum {backbone.min_size}")
     splits = load_splits(config)
-    image_size = config.image_size or backbone.default_size
     fingerprint = datasets.fingerprint([splits.train, splits.val, splits.test], splits.class_names)
     log.info("data: %d classes, train %d / val %d / test %d images, %d skipped",
              len(splits.class_names), len(splits.train), len(splits.val), len(splits.test),
