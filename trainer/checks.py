@@ -6,6 +6,9 @@ fail only at export, after stage 1's work. Each check raises TrainerError naming
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from trainer.errors import TrainerError
@@ -40,6 +43,19 @@ def _check_fractions(config: Any) -> None:
     if taken >= 1:
         raise TrainerError(f"--val-fraction + --test-fraction must be < 1 (images must remain for "
                            f"training), got {taken:g}")
+
+
+def check_base_path(base_path: str | os.PathLike[str]) -> None:
+    """The model base path is (or can be made) a directory this process can write versions into."""
+    path = Path(base_path)
+    if path.exists() and not path.is_dir():
+        raise TrainerError(f"--model-base-path {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise TrainerError(f"--model-base-path {path} is not writable: {error.strerror}") from None
 
 
 def check_top_k(top_k: int, limit: int | None) -> None:

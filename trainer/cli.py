@@ -78,11 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.checks import check_numbers
+    from trainer.checks import check_base_path, check_numbers
     from trainer.data import discover
 
     check_numbers(args)
     discover(args.data)  # layout errors before the seconds-long TensorFlow import
+    check_base_path(args.model_base_path)
     from trainer.train import run
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}

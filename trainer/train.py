@@ -21,7 +21,7 @@ import keras
 from trainer import data as datasets
 from trainer import termination
 from trainer.backbones import get_backbone
-from trainer.checks import check_numbers
+from trainer.checks import check_base_path, check_numbers
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
 from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
@@ -133,6 +133,7 @@ def run(config: TrainConfig) -> TrainResult:
     cluster = _cluster(config)
     strategy = select_strategy(config.devices, cluster)  # first TF op: multi-worker requires it
     base_path = export_base_path(Path(config.model_base_path), cluster)  # scratch on non-chiefs
+    check_base_path(base_path)   # before stage 1, whose work an unwritable path would lose
     backbone = get_backbone(config.backbone)
     image_size = backbone.default_size if config.image_size is None else config.image_size
     if image_size < backbone.min_size:

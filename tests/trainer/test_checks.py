@@ -2,6 +2,7 @@
 training, with exit code 2 and a message naming the flag."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -41,3 +42,31 @@ def test_predict_top_k_below_one(tmp_path: Path, capsys, value: str, word: str) 
     assert main(["predict", "--model-base-path", str(tmp_path), "--images", str(tmp_path),
                  "--top-k", value]) == 2
     assert word in capsys.readouterr().err
+
+
+def test_base_path_that_is_a_file(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    base = tmp_path / "file"
+    base.write_text("not a directory")
+    assert main(tiny_args(tiny_data, base)) == 2
+    assert f"--model-base-path {base} exists and is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_base_path(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    base = tmp_path / "ro"
+    base.mkdir()
+    base.chmod(0o555)
+    try:
+        assert main(tiny_args(tiny_data, base)) == 2
+    finally:
+        base.chmod(0o755)
+    err = capsys.readouterr().err
+    assert f"--model-base-path {base} is not writable" in err
+    assert list(base.iterdir()) == []
+
+
+def test_base_path_under_a_file(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    base = tmp_path / "file" / "models"
+    assert main(tiny_args(tiny_data, base)) == 2
+    assert f"--model-base-path {base} is not writable: Not a directory" in capsys.readouterr().err
