@@ -89,7 +89,8 @@ def _train(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
     result = run(TrainConfig(**options, verbose=0 if args.quiet else 2))
     if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable files", file=sys.stderr)
+        print(f"skipped {len(result.skipped)} files (each named, with the reason, in the log above)",
+              file=sys.stderr)
     print(result.version_dir)
     return 0
 
