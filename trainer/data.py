@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -60,6 +61,16 @@ class ImageFolder:
         return Split(paths, labels)
 
 
+def _check_class_name(root: Path, name: str) -> None:
+    """A class name becomes one line of labels.txt and a label in every answer: a newline or other
+    control character in it would split the line (3 labels for 2 classes) and cut the label."""
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    if bad or name != name.strip():
+        what = f"control character {bad[0]!r}" if bad else "leading or trailing white space"
+        raise TrainerError(f"class folder {str(root / name)!r} has a {what} in its name; rename it "
+                           f"(class names become labels, one per line of labels.txt)")
+
+
 def _is_hidden(path: Path, class_dir: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(class_dir).parts)
 
@@ -86,6 +97,8 @@ def discover(root: str | Path, class_names: Sequence[str] | None = None) -> Imag
     if not root.is_dir():
         raise TrainerError(f"data folder not found: {root}")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in found:
+        _check_class_name(root, name)
     if class_names is not None:
         missing = sorted(set(class_names) - set(found))
         if missing:

@@ -110,6 +110,14 @@ def test_dot_files_and_dot_folders_are_not_data(tmp_path):
     assert [p.name for p in folder.files["a"]] == ["0.png", "1.png", "2.png"] and folder.skipped == []
 
 
+@pytest.mark.parametrize("name, what", [("cat\ndog", r"'\\n'"), ("tab\there", r"'\\t'"), ("cat ", "trailing")])
+def test_class_folder_with_control_character_is_refused(tmp_path, name, what):
+    root = _two_classes(tmp_path / "data")
+    (root / "a").rename(root / name)
+    with pytest.raises(TrainerError, match=f"class folder .*{what}"):
+        discover(root)
+
+
 def test_skipped_files_are_named_with_their_reason(tmp_path, caplog):
     import io
 
