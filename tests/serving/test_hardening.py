@@ -1,0 +1,37 @@
+"""Issue 16 item 4 (and the palette BMP of item 9): answers that broke the API. Each error case
+asserts the exact status and that the message names the problem, then that the next good request
+still answers."""
+from __future__ import annotations
+
+import io
+
+import requests
+from PIL import Image
+
+from tests.helpers import image_bytes
+from tests.server_process import ServerHandle
+
+GOOD = image_bytes(1)
+
+
+def _still_answers(url: str) -> None:
+    answer = requests.post(f"{url}/v1/models/tiny:classify_image", data=GOOD,
+                           headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+
+
+def _palette_bmp() -> bytes:
+    image = Image.new("P", (16, 16), 1)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    buffer = io.BytesIO()
+    image.save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def test_palette_bmp_is_refused_not_misread(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    answer = requests.post(f"{url}/v1/models/tiny:classify_image", data=_palette_bmp(),
+                           headers={"Content-Type": "image/bmp"}, timeout=30)
+    assert answer.status_code == 400
+    assert "8-bit palette BMP" in answer.json()["error"]
+    _still_answers(url)
