@@ -2,7 +2,8 @@
 
 User errors (bad data folder, unknown backbone, missing weights) print one line and exit 2 with no
 traceback. SIGTERM (a cancelled retrain job, a pod eviction) unwinds cleanly: the export's staging
-directory is removed, no version appears, exit code 143. TensorFlow is imported only after the data
+directory is removed, no version appears, exit code 143. Ctrl-C (SIGINT) unwinds the same way and
+prints one line, exit code 130, with a hint to `--resume` when a stage-1 checkpoint was kept. TensorFlow is imported only after the data
 folder has been looked at, so layout errors come back in a fraction of a second.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 def _weights(value: str) -> str:
@@ -104,6 +106,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace) -> int:
+    """One line for Ctrl-C instead of a traceback; the way back in if a checkpoint is there."""
+    message = "interrupted: no version exported"
+    checkpoints = Path(args.model_base_path) / ".checkpoints" if args.command == "train" else None
+    if checkpoints is not None and any(checkpoints.glob("*/stage1.weights.h5")):
+        message += "; stage 1 is saved: run the same command with --resume to continue from it"
+    print(message, file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -119,5 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("terminated: training stopped, no version exported", file=sys.stderr)
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        return _interrupted(args)
     finally:
         termination.restore(previous)
