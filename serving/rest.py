@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pybase64
 from flask import Blueprint, Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from google.protobuf import json_format
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -363,9 +364,25 @@ def health_blueprint(core: ServingCore) -> Blueprint:
     return bp
 
 
+class FiniteJSON(DefaultJSONProvider):
+    """JSON without NaN or Infinity: Python writes them as bare tokens no JSON parser accepts.
+    An answer holding them (a model's NaN output) becomes a clear 500 instead of a 200 with a
+    body the client cannot read."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, allow_nan=False, **kwargs)
+        except ValueError as error:
+            if "Out of range float" not in str(error):
+                raise
+            raise ServingError("INTERNAL", "the model's answer holds NaN or infinity, which JSON "
+                                           "cannot carry; check the model and its inputs") from None
+
+
 def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
     """The Flask app: core blueprints, then each extension module's `blueprint(core, options)`."""
     app = Flask("serving")
+    app.json = FiniteJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = core.options.max_request_bytes
     app.json.sort_keys = False
     app.register_blueprint(models_blueprint(core))

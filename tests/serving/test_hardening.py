@@ -4,11 +4,14 @@ still answers."""
 from __future__ import annotations
 
 import io
+import json
 
+import numpy as np
+import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import image_bytes
+from tests.helpers import TINY_SIZE, image_bytes
 from tests.server_process import ServerHandle
 
 GOOD = image_bytes(1)
@@ -35,3 +38,28 @@ def test_palette_bmp_is_refused_not_misread(tiny_server: ServerHandle) -> None:
     assert answer.status_code == 400
     assert "8-bit palette BMP" in answer.json()["error"]
     _still_answers(url)
+
+
+def test_nan_pixel_is_refused_and_never_sent_as_json(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    pixels = np.zeros((1, TINY_SIZE, TINY_SIZE, 3)).tolist()
+    pixels[0][3][4][1] = float("nan")
+    body = json.dumps({"signature_name": "predict_pixels", "instances": pixels})   # Python writes NaN
+    answer = requests.post(f"{url}/v1/models/tiny:predict", data=body, timeout=30)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == ("input 'images' holds NaN or infinity (first at index [0, 3, 4, 1]); "
+                                      "pixels must be finite numbers")
+    _still_answers(url)
+
+
+def test_non_finite_answer_becomes_a_json_500() -> None:
+    from flask import Flask
+
+    from serving.errors import ServingError
+    from serving.rest import FiniteJSON
+
+    provider = FiniteJSON(Flask("t"))
+    assert provider.dumps({"p": [0.5]}) == '{"p": [0.5]}'
+    with pytest.raises(ServingError) as caught:
+        provider.dumps({"probabilities": [float("nan"), float("inf")]})
+    assert caught.value.http_status == 500 and "NaN or infinity" in caught.value.message
