@@ -166,13 +166,34 @@ def classify_response(result: ClassifyResult, filenames: list[str] | None) -> di
 
 # ---- request helpers -------------------------------------------------------------------------
 def _body(core: ServingCore) -> bytes:
-    if request.content_length is not None:
-        core.check_request_size(request.content_length)
+    if request.content_length is None:
+        return _chunked_body(core.options.max_request_bytes)
+    core.check_request_size(request.content_length)
     try:
         return request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise too_large(f"request is over the limit of {core.options.max_request_bytes} bytes "
-                        f"(--max-request-bytes)") from None
+        raise _over_limit(core.options.max_request_bytes) from None
+
+
+def _over_limit(limit: int) -> ServingError:
+    return too_large(f"request is over the limit of {limit} bytes (--max-request-bytes)")
+
+
+def _chunked_body(limit: int) -> bytes:
+    """A body without Content-Length (chunked), read up to one byte past the limit: Werkzeug's own
+    read stops at the limit without an error, so an 11 MB JSON read as "malformed" and a PNG with
+    15 MB of trailing bytes was classified. Kept as the request's cached data for later readers."""
+    stream = request.environ["wsgi.input"]
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = stream.read(min(1 << 16, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        raise _over_limit(limit)
+    request._cached_data = bytes(data)   # what request.get_data()/files parse from (Werkzeug)
+    return request._cached_data
 
 
 MAX_JSON_DEPTH = 64   # tensors nest a few levels; deeper JSON only attacks the parser's recursion

@@ -63,3 +63,41 @@ def test_non_finite_answer_becomes_a_json_500() -> None:
     with pytest.raises(ServingError) as caught:
         provider.dumps({"probabilities": [float("nan"), float("inf")]})
     assert caught.value.http_status == 500 and "NaN or infinity" in caught.value.message
+
+
+def _chunks(data: bytes, size: int = 1 << 20):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def test_chunked_json_over_the_limit_is_413(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    body = json.dumps({"instances": [{"b64": "A" * (11 * 1024 * 1024)}]}).encode()
+    answer = requests.post(f"{url}/v1/models/tiny:predict", data=_chunks(body), timeout=60,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert "over the limit of 10485760 bytes (--max-request-bytes)" in answer.json()["error"]
+    _still_answers(url)
+
+
+def test_chunked_png_with_trailing_bytes_over_the_limit_is_413(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    body = image_bytes(2, "PNG") + b"\0" * (15 * 1024 * 1024)
+    answer = requests.post(f"{url}/v1/models/tiny:classify_image", data=_chunks(body), timeout=60,
+                           headers={"Content-Type": "image/png"})
+    assert answer.status_code == 413 and "--max-request-bytes" in answer.json()["error"]
+    answer = requests.post(f"{url}/v1/models/tiny:classify_image", data=_chunks(GOOD, 1000), timeout=30,
+                           headers={"Content-Type": "image/jpeg"})
+    assert answer.status_code == 200, answer.text          # a small chunked image still answers
+
+
+def test_chunked_multipart_over_the_limit_is_413(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    boundary = "xyzzy"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + image_bytes(3, "PNG") + b"\0" * (11 << 20) \
+        + f"\r\n--{boundary}--\r\n".encode()
+    answer = requests.post(f"{url}/v1/models/tiny:classify_image", data=_chunks(body), timeout=60,
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status_code == 413
+    _still_answers(url)
