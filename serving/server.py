@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import logging
 import signal
 import socket
@@ -26,6 +27,7 @@ import sys
 import threading
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from serving.config import ConfigError, ServerOptions, extension_modules, parse_args
@@ -67,7 +69,18 @@ def _begin_shutdown(options: ServerOptions, cause: str = "SIGTERM") -> None:
             _Worker.grpc_stopped = _Worker.grpc_server.stop(options.graceful_timeout)
 
 
+def _json_write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answers to requests it refuses before the app sees them (a URL over its
+    request-line limit: 414, oversized headers: 431, a malformed request line: 400), in the API's
+    error shape, {"error": ...}, instead of gunicorn's HTML page."""
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
 def _post_worker_init(options: ServerOptions, worker: Any) -> None:
+    gunicorn_util.write_error = _json_write_error   # the worker calls util.write_error by name
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:

@@ -101,3 +101,12 @@ def test_chunked_multipart_over_the_limit_is_413(tiny_server: ServerHandle) -> N
                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert answer.status_code == 413
     _still_answers(url)
+
+
+def test_too_long_url_gets_a_json_414(tiny_server: ServerHandle) -> None:
+    url = tiny_server.rest_url
+    answer = requests.get(f"{url}/v1/models/{'x' * 10000}", timeout=30)
+    assert answer.status_code == 414
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"].startswith("URI Too Long")
+    _still_answers(url)
