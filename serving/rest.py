@@ -285,9 +285,19 @@ def models_blueprint(core: ServingCore) -> Blueprint:
             raise not_found(f"unknown method {target.verb!r}: use :predict, :classify_image or :feedback")
         api, run = handler
         with metrics.track_request(target.name, api, "rest") as track:
+            _check_resource(core, target)
             return run(core, target, track)
 
     return bp
+
+
+def _check_resource(core: ServingCore, target: ModelPath) -> None:
+    """NOT_FOUND for an unknown model or label before the body is read: the resource comes first,
+    so a bad body sent to a wrong URL is reported as the wrong URL."""
+    if target.label is not None:
+        core.resolve_label(target.name, target.label)
+    else:
+        core.manager.model_config(target.name)
 
 
 def _predict(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:

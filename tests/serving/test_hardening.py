@@ -110,3 +110,12 @@ def test_too_long_url_gets_a_json_414(tiny_server: ServerHandle) -> None:
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.json()["error"].startswith("URI Too Long")
     _still_answers(url)
+
+
+@pytest.mark.parametrize("path", ["nosuchmodel:predict", "nosuchmodel:classify_image",
+                                  "tiny/labels/nosuchlabel:predict"])
+def test_unknown_model_with_a_bad_body_is_404(tiny_server: ServerHandle, path: str) -> None:
+    answer = requests.post(f"{tiny_server.rest_url}/v1/models/{path}", data=b"{not json", timeout=30,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 404
+    assert "nosuch" in answer.json()["error"]
