@@ -61,6 +61,21 @@ def _archive(model: keras.Model, labels: Sequence[str], image_size: int) -> kera
     return archive
 
 
+def warmup_image(data: bytes, image_size: int) -> bytes:
+    """An image resized to the model's input size, as PNG, for the warm-up file: the server replays
+    these records before a version serves, so a 12000x12000 training image must not travel into
+    it (the server would decode it whole; it refuses it by --max-image-pixels)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        resized = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    resized.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def write_warmup_requests(path: Path, model_name: str, images: Sequence[bytes]) -> None:
     """TF Serving's warm-up format: a TFRecord of PredictionLog, one single-image request each."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2

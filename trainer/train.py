@@ -27,7 +27,7 @@ from trainer.devices import describe, select_strategy
 from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
 from trainer.errors import TrainerError
 from trainer.evaluate import comparison_table, evaluate
-from trainer.export import export_version
+from trainer.export import export_version, warmup_image
 from trainer.model import Classifier, build_classifier
 from trainer.pipeline import image_dataset
 from trainer.stages import StageRun, cached_feature_extraction, feature_extraction, fine_tuning
@@ -174,7 +174,7 @@ def run(config: TrainConfig) -> TrainResult:
         "evaluation": evaluation,
     }
     termination.check()  # a SIGTERM swallowed during evaluation still stops the run here
-    warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
+    warmup = [warmup_image(Path(p).read_bytes(), image_size) for p in splits.test.paths[:3]]
     version_dir = export_version(classifier.model, base_path, model_name=config.model_name,
                                  labels=splits.class_names, image_size=image_size, metadata=metadata,
                                  warmup_images=warmup)
