@@ -43,6 +43,9 @@ class _Worker:
 
 
 def _build_app(options: ServerOptions) -> Any:
+    from model_format.tensorflow_logs import import_tensorflow
+
+    import_tensorflow(options.verbose)   # in the worker, after the fork; start-up noise hidden
     from serving.core import ServingCore
     from serving.rest import create_app
     from serving.runtime import configure_tensorflow

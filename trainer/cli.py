@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
+from model_format.tensorflow_logs import import_tensorflow
 from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, layer_count
 from trainer.errors import Terminated, TrainerError
 
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pushgateway", help="Prometheus Pushgateway URL for the run's figures")
     add("--resume", action="store_true", help="continue from this run's stage checkpoint")
     add("--quiet", action="store_true", help="no per-epoch lines")
+    add("--verbose", dest="tensorflow_logs", action="store_true",
+        help="show TensorFlow's C++ start-up log (oneDNN, CUDA probing), hidden by default")
 
     predict = commands.add_parser("predict", help="top-k labels from an exported version")
     predict.add_argument("--model-base-path", required=True, type=Path)
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", type=int, default=None, help="default: the newest")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--limit", type=int, default=None, help="at most this many images")
+    predict.add_argument("--verbose", dest="tensorflow_logs", action="store_true",
+                         help="show TensorFlow's C++ start-up log, hidden by default")
     return parser
 
 
@@ -86,9 +90,10 @@ def _train(args: argparse.Namespace) -> int:
     check_numbers(args)
     discover(args.data)  # layout errors before the seconds-long TensorFlow import
     check_base_path(args.model_base_path)
+    import_tensorflow(args.tensorflow_logs)
     from trainer.train import run
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "tensorflow_logs")}
     result = run(TrainConfig(**options, verbose=0 if args.quiet else 2))
     if result.skipped:
         print(f"skipped {len(result.skipped)} files (each named, with the reason, in the log above)",
@@ -99,9 +104,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from trainer.checks import check_top_k
-    from trainer.predict import print_predictions
 
     check_top_k(args.top_k, args.limit)
+    import_tensorflow(args.tensorflow_logs)
+    from trainer.predict import print_predictions
+
     print_predictions(args.model_base_path, args.images, args.version, args.top_k, args.limit)
     return 0
 
@@ -119,7 +126,6 @@ def _interrupted(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer import termination
 
     previous = termination.install()
