@@ -3,8 +3,9 @@
 User errors (bad data folder, unknown backbone, missing weights) print one line and exit 2 with no
 traceback. SIGTERM (a cancelled retrain job, a pod eviction) unwinds cleanly: the export's staging
 directory is removed, no version appears, exit code 143. Ctrl-C (SIGINT) unwinds the same way and
-prints one line, exit code 130, with a hint to `--resume` when a stage-1 checkpoint was kept. TensorFlow is imported only after the data
-folder has been looked at, so layout errors come back in a fraction of a second.
+prints one line, exit code 130, with a hint to `--resume` when a stage-1 checkpoint was kept.
+TensorFlow is imported only after the data folder has been looked at, so layout errors come back
+in a fraction of a second.
 """
 from __future__ import annotations
 

@@ -119,8 +119,6 @@ def test_class_folder_with_control_character_is_refused(tmp_path, name, what):
 
 
 def test_skipped_files_are_named_with_their_reason(tmp_path, caplog):
-    import io
-
     from PIL import Image
 
     root = _two_classes(tmp_path / "data")
