@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model_format.versions import parse_version
-from serving.config import ModelConfig
+from serving.config import BatchingOptions, ModelConfig, RuntimeOptions
 from serving.manager import ServableManager
 from serving.source import Reported, scan
 from trainer.export import existing_versions
@@ -23,6 +23,12 @@ from tests.helpers import export_tiny
 ])
 def test_one_canonical_name_per_version(name: str, version: int | None) -> None:
     assert parse_version(name) == version
+
+
+def _config(name: str, base: Path) -> ModelConfig:
+    """A model that loads fast: batch size 1 (one warm-up size), TensorFlow (no LiteRT conversion)."""
+    return ModelConfig(name, base, batching=BatchingOptions(max_batch_size=1, num_batch_threads=1),
+                       runtime=RuntimeOptions(runtime="tensorflow"))
 
 
 def _fake_version(base: Path, name: str) -> None:
@@ -41,7 +47,7 @@ def test_superscript_directory_does_not_stall_the_poll(tmp_path: Path) -> None:
     export_tiny(first, seed=1)
     export_tiny(second, seed=2)
     _fake_version(first, "²")                       # isdigit() is True; int() raised ValueError
-    manager = ServableManager((ModelConfig("a", first), ModelConfig("b", second)))
+    manager = ServableManager((_config("a", first), _config("b", second)))
     manager.poll()
     assert [s.state for s in manager.status("a")] == ["AVAILABLE"]
     assert [s.state for s in manager.status("b")] == ["AVAILABLE"]
@@ -52,7 +58,7 @@ def test_an_exception_in_one_model_leaves_the_others_polling(tmp_path: Path, mon
     first, second = tmp_path / "a", tmp_path / "b"
     export_tiny(first, seed=1)
     export_tiny(second, seed=2)
-    manager = ServableManager((ModelConfig("a", first), ModelConfig("b", second)))
+    manager = ServableManager((_config("a", first), _config("b", second)))
     real = ServableManager._converge
 
     def broken_for_a(self, model) -> None:
