@@ -119,3 +119,13 @@ def test_unknown_model_with_a_bad_body_is_404(tiny_server: ServerHandle, path: s
                            headers={"Content-Type": "application/json"})
     assert answer.status_code == 404
     assert "nosuch" in answer.json()["error"]
+
+
+def test_finite_pixels_that_overflow_the_model_get_a_json_500(tiny_server: ServerHandle) -> None:
+    """Huge but finite pixels overflow inside the model: its answer is NaN, which JSON cannot carry."""
+    url = tiny_server.rest_url
+    body = {"signature_name": "predict_pixels", "instances": np.full((1, TINY_SIZE, TINY_SIZE, 3), 3e38).tolist()}
+    answer = requests.post(f"{url}/v1/models/tiny:predict", json=body, timeout=30)
+    assert answer.status_code == 500, answer.text
+    assert "NaN or infinity" in answer.json()["error"]
+    _still_answers(url)
