@@ -71,8 +71,9 @@ def _check_class_name(root: Path, name: str) -> None:
                            f"(class names become labels, one per line of labels.txt)")
 
 
-def _is_hidden(path: Path, class_dir: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(class_dir).parts)
+def is_hidden(path: Path, root: Path) -> bool:
+    """A dot-file or a file inside a dot-folder below root (.thumbs/, ._x.png): never data."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _class_files(folder: ImageFolder, name: str) -> list[Path]:
@@ -80,7 +81,7 @@ def _class_files(folder: ImageFolder, name: str) -> list[Path]:
     class_dir = folder.root / name
     found = []
     for path in sorted(class_dir.rglob("*")):
-        if not path.is_file() or _is_hidden(path, class_dir):
+        if not path.is_file() or is_hidden(path, class_dir):
             continue
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:

@@ -135,3 +135,14 @@ def test_skipped_files_are_named_with_their_reason(tmp_path, caplog):
     assert f"skipped {root / 'a' / 'paletted.bmp'}: 8-bit palette BMP" in text
     assert f"skipped {root / 'b' / 'broken.jpg'}: unreadable or corrupt" in text
     assert [p.name for p in folder.files["a"]] == ["0.png", "1.png", "2.png"]
+
+
+def test_predict_skips_dot_files_too(tmp_path):
+    from trainer.predict import image_files
+
+    root = _two_classes(tmp_path / "images")
+    (root / ".thumbs").mkdir()
+    (root / ".thumbs" / "x.png").write_bytes(tinted_image(9, 0))
+    (root / "a" / "._0.png").write_bytes(b"AppleDouble resource fork")
+    assert [p.relative_to(root).as_posix() for p in image_files(root, None)] == \
+        ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
