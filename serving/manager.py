@@ -27,7 +27,7 @@ from serving.errors import invalid, not_found, unavailable
 from serving.inference_runtime import RuntimeChoice
 from serving.loader import LoadResult, Servable, load_version
 from serving.runtime import compact_heap
-from serving.source import VersionOnDisk, scan
+from serving.source import Reported, VersionOnDisk, scan
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class _Model:
     config: ModelConfig
     available: dict[int, Servable] = field(default_factory=dict)   # replaced, never mutated
     records: dict[int, _Record] = field(default_factory=dict)
+    reported: Reported = field(default_factory=Reported)   # base-path problems already logged
 
 
 class ServableManager:
@@ -112,10 +113,19 @@ class ServableManager:
             for model in self._models.values():
                 if self._stop.is_set():
                     return
-                self._converge(model)
+                self._converge_guarded(model)
+
+    def _converge_guarded(self, model: _Model) -> None:
+        """One model's pass; whatever it raises is logged and the poll goes on to the next model,
+        so one bad base path or version directory never stalls the others."""
+        try:
+            self._converge(model)
+        except Exception:  # noqa: BLE001 - isolate each model from the others' failures
+            log.exception("model %s: poll of %s failed; other models go on", model.config.name,
+                          model.config.base_path)
 
     def _converge(self, model: _Model) -> None:
-        on_disk = scan(model.config.base_path)
+        on_disk = scan(model.config.base_path, model.reported)
         aspired = model.config.version_policy.select(on_disk)
         for version in aspired:
             record = model.records.setdefault(version, _Record())

@@ -21,6 +21,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from google.protobuf import json_format
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
@@ -105,13 +106,34 @@ def classify_response(result: ClassifyResult, filenames: list[str] | None) -> di
 
 # ---- request helpers -------------------------------------------------------------------------
 def _body(core: ServingCore) -> bytes:
-    if request.content_length is not None:
-        core.check_request_size(request.content_length)
+    if request.content_length is None:
+        return _chunked_body(core.options.max_request_bytes)
+    core.check_request_size(request.content_length)
     try:
         return request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise too_large(f"request is over the limit of {core.options.max_request_bytes} bytes "
-                        f"(--max-request-bytes)") from None
+        raise _over_limit(core.options.max_request_bytes) from None
+
+
+def _over_limit(limit: int) -> ServingError:
+    return too_large(f"request is over the limit of {limit} bytes (--max-request-bytes)")
+
+
+def _chunked_body(limit: int) -> bytes:
+    """A body without Content-Length (chunked), read up to one byte past the limit: Werkzeug's own
+    read stops at the limit without an error, so an 11 MB JSON read as "malformed" and a PNG with
+    15 MB of trailing bytes was classified. Kept as the request's cached data for later readers."""
+    stream = request.environ["wsgi.input"]
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = stream.read(min(1 << 16, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        raise _over_limit(limit)
+    request._cached_data = bytes(data)   # what request.get_data()/files parse from (Werkzeug)
+    return request._cached_data
 
 
 MAX_JSON_DEPTH = 64   # tensors nest a few levels; deeper JSON only attacks the parser's recursion
@@ -202,6 +224,7 @@ def models_blueprint(core: ServingCore) -> Blueprint:
         target = ModelPath(path, "POST")
         api, run = VERBS[target.verb or ""]
         with metrics.track_request(target.name, api, "rest") as track:
+            _check_resource(core, target)
             return run(core, target, track)
 
     return bp
@@ -213,6 +236,15 @@ def metadata_response(name: str, version: int, defs: Any) -> dict[str, Any]:
     return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
             "metadata": {"signature_def": json_format.MessageToDict(
                 defs, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)}}
+
+
+def _check_resource(core: ServingCore, target: ModelPath) -> None:
+    """NOT_FOUND for an unknown model or label before the body is read: the resource comes first,
+    so a bad body sent to a wrong URL is reported as the wrong URL."""
+    if target.label is not None:
+        core.resolve_label(target.name, target.label)
+    else:
+        core.manager.model_config(target.name)
 
 
 def _predict(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) -> Response:
@@ -319,9 +351,25 @@ def health_blueprint(core: ServingCore) -> Blueprint:
     return bp
 
 
+class FiniteJSON(DefaultJSONProvider):
+    """JSON without NaN or Infinity: Python writes them as bare tokens no JSON parser accepts.
+    An answer holding them (a model's NaN output) becomes a clear 500 instead of a 200 with a
+    body the client cannot read."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, allow_nan=False, **kwargs)
+        except ValueError as error:
+            if "Out of range float" not in str(error):
+                raise
+            raise ServingError("INTERNAL", "the model's answer holds NaN or infinity, which JSON "
+                                           "cannot carry; check the model and its inputs") from None
+
+
 def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
     """The Flask app: core blueprints, then each extension module's `blueprint(core, options)`."""
     app = Flask("serving", static_folder=None)   # no /static/<path> route: nothing to serve there
+    app.json = FiniteJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = core.options.max_request_bytes
     app.json.sort_keys = False
     app.register_blueprint(models_blueprint(core))

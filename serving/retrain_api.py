@@ -37,6 +37,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seconds between refreshes of running jobs (metrics)")
 
 
+def check_options(options: Any) -> None:
+    """The extension hook serving.server.check_startup calls before any model loads: the flag
+    combinations blueprint() would refuse, refused first, so a misconfigured server exits at once
+    with one line instead of after loading its models, as a gunicorn "Worker failed to boot"."""
+    from serving.config import ConfigError
+
+    extra = options.extra
+    if not extra.get("admin_token_file"):
+        return   # the API is disabled; its other flags are unused
+    if not extra.get("data_root"):
+        raise ConfigError("--admin-token-file enables the retrain API, which needs --data-root "
+                          "(training data must lie under it)")
+    backend = extra.get("retrain_backend") or "local"
+    if backend == "local" and not extra.get("jobs_dir"):
+        raise ConfigError("--retrain-backend local needs --jobs-dir (where job records and logs are kept)")
+    if backend == "kubernetes" and not (extra.get("k8s_namespace") and extra.get("trainer_job_template")):
+        raise ConfigError("--retrain-backend kubernetes needs --k8s-namespace and --trainer-job-template")
+
+
 def blueprint(core: Any, options: Any) -> Blueprint:
     """The extension hook of serving.config: routes bound to the configured backend.
 

@@ -17,13 +17,17 @@ gRPC hook: if --grpc-port != 0 the worker imports `serving.grpc_server` and call
 """
 from __future__ import annotations
 
+import errno
 import importlib
+import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from serving.config import ConfigError, ServerOptions, extension_modules, parse_args
@@ -39,6 +43,9 @@ class _Worker:
 
 
 def _build_app(options: ServerOptions) -> Any:
+    from model_format.tensorflow_logs import import_tensorflow
+
+    import_tensorflow(options.verbose)   # in the worker, after the fork; start-up noise hidden
     from serving.core import ServingCore
     from serving.rest import create_app
     from serving.runtime import configure_tensorflow
@@ -55,16 +62,28 @@ def _build_app(options: ServerOptions) -> Any:
     return create_app(_Worker.core, extension_modules())
 
 
-def _begin_shutdown(options: ServerOptions) -> None:
-    """First step on SIGTERM: not ready, refuse new work, start draining gRPC."""
+def _begin_shutdown(options: ServerOptions, cause: str = "SIGTERM") -> None:
+    """First step on SIGTERM (or any worker exit): not ready, refuse new work, start draining gRPC.
+    `cause` is logged as it is: a worker that exits for another reason must not claim a SIGTERM."""
     if _Worker.core is not None and not _Worker.core.draining:
-        log.info("SIGTERM: draining (readiness false, no new connections/RPCs, in-flight requests finish)")
+        log.info("%s: draining (readiness false, no new connections/RPCs, in-flight requests finish)", cause)
         _Worker.core.begin_drain()
         if _Worker.grpc_server is not None:
             _Worker.grpc_stopped = _Worker.grpc_server.stop(options.graceful_timeout)
 
 
+def _json_write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answers to requests it refuses before the app sees them (a URL over its
+    request-line limit: 414, oversized headers: 431, a malformed request line: 400), in the API's
+    error shape, {"error": ...}, instead of gunicorn's HTML page."""
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
 def _post_worker_init(options: ServerOptions, worker: Any) -> None:
+    gunicorn_util.write_error = _json_write_error   # the worker calls util.write_error by name
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -76,7 +95,7 @@ def _post_worker_init(options: ServerOptions, worker: Any) -> None:
 
 
 def _worker_exit(options: ServerOptions, server: Any, worker: Any) -> None:
-    _begin_shutdown(options)
+    _begin_shutdown(options, "worker exiting")
     if _Worker.grpc_stopped is not None:
         _Worker.grpc_stopped.wait(options.graceful_timeout)
     if _Worker.core is not None:
@@ -119,9 +138,42 @@ class ServingApplication(BaseApplication):
         return _build_app(self.options)
 
 
+def _port_problem(host: str, port: int) -> str | None:
+    """Why `port` cannot be listened on at `host` (None: it can). Bound without SO_REUSEPORT, as
+    the gRPC server binds, so a port another process listens on is reported."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        return f"cannot resolve --host {host}: {error.strerror}"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
+            return f"{host}:{port} {reason}"
+    return None
+
+
+def check_startup(options: ServerOptions) -> None:
+    """Refuse, before any model loads, what would otherwise fail only after loading: flag
+    combinations of the extensions and ports that cannot be listened on. Raises ConfigError."""
+    for module in extension_modules():
+        if hasattr(module, "check_options"):
+            module.check_options(options)
+    if options.grpc_port and options.grpc_port == options.rest_port:
+        raise ConfigError(f"--grpc-port and --rest-port are both {options.rest_port}")
+    for flag, port in (("--rest-port", options.rest_port), ("--grpc-port", options.grpc_port)):
+        problem = _port_problem(options.host, port) if port else None
+        if problem:
+            raise ConfigError(f"{flag} {port}: {problem}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_args(argv)
+        check_startup(options)
     except ConfigError as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2

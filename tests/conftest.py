@@ -21,3 +21,33 @@ def serving_runtime(request: pytest.FixtureRequest) -> str:
     """The runtime a server-level test runs on: the tests that take it run on each (`litert`
     insists, so a fallback to TensorFlow fails the load instead of passing silently)."""
     return request.param
+
+
+# What `make test-fast` (`-m "not slow"`, under 2 minutes) leaves out; `make test` runs it all.
+# Suites that install Debian or pip packages (monitoring's Prometheus stack, the Kubernetes schema
+# tools) or run for minutes (chaos, the bench smoke test, the retrain end to end, training runs in
+# subprocesses, hot swaps and shutdowns waited out in real time), and every test that needs the
+# session's real training run (the `tiny_run` fixture, ~90 s).
+SLOW_PATHS = (
+    "tests/monitoring/",
+    "tests/chaos/",
+    "tests/bench/",
+    "tests/k8s/test_manifests.py",
+    "tests/k8s/test_kube_backend.py",
+    "tests/k8s/test_distributed.py",
+    "tests/retrain/test_retrain_e2e.py",
+    "tests/trainer/test_processes.py",
+    "tests/trainer/test_real_backbone.py",
+    "tests/trainer/test_train.py::test_train_twice",
+    "tests/serving/test_lifecycle.py",
+    "tests/grpc/test_lifecycle.py",
+    "tests/test_tensorflow_logs.py",
+)
+SLOW_FIXTURES = {"tiny_run"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark `slow` every test under SLOW_PATHS or using SLOW_FIXTURES (one list, not a marker per file)."""
+    for item in items:
+        if item.nodeid.startswith(SLOW_PATHS) or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -2,23 +2,26 @@
 
 User errors (bad data folder, unknown backbone, missing weights) print one line and exit 2 with no
 traceback. SIGTERM (a cancelled retrain job, a pod eviction) unwinds cleanly: the export's staging
-directory is removed, no version appears, exit code 143. TensorFlow is imported only after the data
-folder has been looked at, so layout errors come back in a fraction of a second.
+directory is removed, no version appears, exit code 143. Ctrl-C (SIGINT) unwinds the same way and
+prints one line, exit code 130, with a hint to `--resume` when a stage-1 checkpoint was kept.
+TensorFlow is imported only after the data folder has been looked at, so layout errors come back
+in a fraction of a second.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
+from model_format.tensorflow_logs import import_tensorflow
 from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, fast_form_list, layer_count
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 def _weights(value: str) -> str:
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fast-forms", type=fast_form_list, default=DEFAULTS.fast_forms, metavar="LIST|none",
         help="LiteRT forms exported beside the SavedModel and evaluated on the test split "
              "(default: fp32,int8; the server's --runtime/--precision pick among them)")
+    add("--verbose", dest="tensorflow_logs", action="store_true",
+        help="show TensorFlow's C++ start-up log (oneDNN, CUDA probing), hidden by default")
 
     predict = commands.add_parser("predict", help="top-k labels from an exported version")
     predict.add_argument("--model-base-path", required=True, type=Path)
@@ -77,34 +82,54 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", type=int, default=None, help="default: the newest")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--limit", type=int, default=None, help="at most this many images")
+    predict.add_argument("--verbose", dest="tensorflow_logs", action="store_true",
+                         help="show TensorFlow's C++ start-up log, hidden by default")
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
+    from trainer.checks import check_base_path, check_numbers
     from trainer.data import discover
 
+    check_numbers(args)
     discover(args.data)  # layout errors before the seconds-long TensorFlow import
+    check_base_path(args.model_base_path)
+    import_tensorflow(args.tensorflow_logs)
     from trainer.train import run
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "tensorflow_logs")}
     result = run(TrainConfig(**options, verbose=0 if args.quiet else 2))
     if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable files", file=sys.stderr)
+        print(f"skipped {len(result.skipped)} files (each named, with the reason, in the log above)",
+              file=sys.stderr)
     print(result.version_dir)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from trainer.checks import check_top_k
+
+    check_top_k(args.top_k, args.limit)
+    import_tensorflow(args.tensorflow_logs)
     from trainer.predict import print_predictions
 
     print_predictions(args.model_base_path, args.images, args.version, args.top_k, args.limit)
     return 0
 
 
+def _interrupted(args: argparse.Namespace) -> int:
+    """One line for Ctrl-C instead of a traceback; the way back in if a checkpoint is there."""
+    message = "interrupted: no version exported"
+    checkpoints = Path(args.model_base_path) / ".checkpoints" if args.command == "train" else None
+    if checkpoints is not None and any(checkpoints.glob("*/stage1.weights.h5")):
+        message += "; stage 1 is saved: run the same command with --resume to continue from it"
+    print(message, file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer import termination
 
     previous = termination.install()
@@ -116,5 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("terminated: training stopped, no version exported", file=sys.stderr)
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        return _interrupted(args)
     finally:
         termination.restore(previous)

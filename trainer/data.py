@@ -3,12 +3,15 @@
 Discovery and splitting use only the standard library and NumPy, so a wrong `--data` path is
 reported before TensorFlow is even imported. Every file is validated up front with the same
 decoder the input pipeline and the serving graph use (trainer.imaging); files it cannot read are
-skipped and counted instead of crashing training half-way through an epoch.
+skipped, counted and named instead of crashing training half-way through an epoch. Files in image
+formats the model cannot decode (WebP, TIFF, ...) are named as skipped too, never dropped silently;
+dot-files and dot-folders (.DS_Store, .thumbnails/, editor backups) are not data.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +21,10 @@ import numpy as np
 from trainer.errors import TrainerError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp"}
+# Image files the decoder (tf.io.decode_image) cannot read: reported as skipped, not ignored.
+UNSUPPORTED_SUFFIXES = {".webp": "WebP", ".tif": "TIFF", ".tiff": "TIFF", ".heic": "HEIC", ".heif": "HEIF",
+                        ".avif": "AVIF", ".jxl": "JPEG XL", ".ico": "ICO"}
+SHOWN_SKIPPED = 20   # skipped files named one by one in the log; the rest are counted
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +47,11 @@ class ImageFolder:
     class_names: list[str]
     files: dict[str, list[Path]]
     skipped: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)   # skipped path -> why
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped.append(str(path))
+        self.reasons[str(path)] = reason
 
     def as_split(self) -> Split:
         paths, labels = [], []
@@ -49,12 +61,45 @@ class ImageFolder:
         return Split(paths, labels)
 
 
+def _check_class_name(root: Path, name: str) -> None:
+    """A class name becomes one line of labels.txt and a label in every answer: a newline or other
+    control character in it would split the line (3 labels for 2 classes) and cut the label."""
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    if bad or name != name.strip():
+        what = f"control character {bad[0]!r}" if bad else "leading or trailing white space"
+        raise TrainerError(f"class folder {str(root / name)!r} has a {what} in its name; rename it "
+                           f"(class names become labels, one per line of labels.txt)")
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    """A dot-file or a file inside a dot-folder below root (.thumbs/, ._x.png): never data."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _class_files(folder: ImageFolder, name: str) -> list[Path]:
+    """The class's image files (sorted); files of formats the decoder lacks are noted as skipped."""
+    class_dir = folder.root / name
+    found = []
+    for path in sorted(class_dir.rglob("*")):
+        if not path.is_file() or is_hidden(path, class_dir):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            found.append(path)
+        elif suffix in UNSUPPORTED_SUFFIXES:
+            folder.skip(path, f"{UNSUPPORTED_SUFFIXES[suffix]} is not decodable by the model "
+                              f"(JPEG, PNG, GIF, BMP); convert it")
+    return found
+
+
 def discover(root: str | Path, class_names: Sequence[str] | None = None) -> ImageFolder:
     """Find class folders and their image files; one-line errors for unusable layouts."""
     root = Path(root)
     if not root.is_dir():
         raise TrainerError(f"data folder not found: {root}")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in found:
+        _check_class_name(root, name)
     if class_names is not None:
         missing = sorted(set(class_names) - set(found))
         if missing:
@@ -62,16 +107,18 @@ def discover(root: str | Path, class_names: Sequence[str] | None = None) -> Imag
         found = list(class_names)
     if len(found) < 2:
         raise TrainerError(f"need at least 2 class folders in {root}, found {len(found)}")
-    files = {name: sorted(p for p in (root / name).rglob("*")
-                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) for name in found}
-    empty = [name for name, paths in files.items() if not paths]
+    folder = ImageFolder(root, found, {})
+    folder.files = {name: _class_files(folder, name) for name in found}
+    empty = [name for name, paths in folder.files.items() if not paths]
     if empty:
         raise TrainerError(f"class folder {root / empty[0]} has no images (.jpg .png .gif .bmp)")
-    return ImageFolder(root, found, files)
+    return folder
 
 
-def is_readable(path: Path) -> bool:
-    """Pillow's structural check, then the pipeline's own decoder: both must accept the file."""
+def unreadable_reason(path: Path) -> str | None:
+    """Why the pipeline cannot use this file (None: it can). Pillow's structural check, then the
+    pipeline's own decoder; an 8-bit palette BMP is refused because TensorFlow's BMP decoder
+    ignores the palette and would train on wrong colours without an error."""
     import tensorflow as tf
     from PIL import Image
 
@@ -79,11 +126,19 @@ def is_readable(path: Path) -> bool:
 
     try:
         with Image.open(path) as image:
+            if image.format == "BMP" and image.mode == "P":
+                return "8-bit palette BMP (TensorFlow ignores the palette); save it as 24-bit BMP or PNG"
             image.verify()
         decoded = decode_image(tf.io.read_file(str(path)))
-        return int(decoded.shape[0]) > 0 and int(decoded.shape[1]) > 0
-    except Exception:  # noqa: BLE001 - any failure to read means "skip this file"
-        return False
+        if int(decoded.shape[0]) > 0 and int(decoded.shape[1]) > 0:
+            return None
+        return "empty image"
+    except Exception as error:  # noqa: BLE001 - any failure to read means "skip this file"
+        return f"unreadable or corrupt ({type(error).__name__})"
+
+
+def is_readable(path: Path) -> bool:
+    return unreadable_reason(path) is None
 
 
 def validate(folder: ImageFolder) -> ImageFolder:
@@ -91,16 +146,27 @@ def validate(folder: ImageFolder) -> ImageFolder:
     for name in folder.class_names:
         good = []
         for path in folder.files[name]:
-            if is_readable(path):
+            reason = unreadable_reason(path)
+            if reason is None:
                 good.append(path)
             else:
-                folder.skipped.append(str(path))
+                folder.skip(path, reason)
         folder.files[name] = good
         if not good:
             raise TrainerError(f"class folder {folder.root / name} has no readable images")
-    if folder.skipped:
-        log.warning("skipped %d unreadable or corrupt files in %s", len(folder.skipped), folder.root)
+    log_skipped(folder)
     return folder
+
+
+def log_skipped(folder: ImageFolder) -> None:
+    """Name each skipped file and why (the first SHOWN_SKIPPED), so the user can fix them."""
+    if not folder.skipped:
+        return
+    log.warning("skipped %d files in %s:", len(folder.skipped), folder.root)
+    for path in folder.skipped[:SHOWN_SKIPPED]:
+        log.warning("  skipped %s: %s", path, folder.reasons.get(path, "unreadable"))
+    if len(folder.skipped) > SHOWN_SKIPPED:
+        log.warning("  ... and %d more", len(folder.skipped) - SHOWN_SKIPPED)
 
 
 def _cut(count: int, fraction: float) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from model_format.versions import parse_version
 from trainer.imaging import decode_batch
 
 IMAGE_INPUT = "image_bytes"
@@ -25,14 +25,15 @@ PIXELS_SIGNATURE = "predict_pixels"
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = "tf_serving_warmup_requests"
 STAGING_PREFIX = ".staging-"
-_VERSION = re.compile(r"^[1-9][0-9]*$")
 
 
 def existing_versions(base_path: Path) -> list[int]:
-    """Numeric version directories under base_path (staging and other dot-dirs are not versions)."""
+    """Version directories under base_path by the server's own rule (model_format.versions), so the
+    next version the trainer writes is the one the server will see as newest."""
     if not base_path.is_dir():
         return []
-    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    versions = ((parse_version(p.name), p) for p in base_path.iterdir())
+    return sorted(v for v, p in versions if v is not None and p.is_dir())
 
 
 def _signature_outputs(probabilities: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -58,6 +59,21 @@ def _archive(model: keras.Model, labels: Sequence[str], image_size: int) -> kera
     archive.add_endpoint(DEFAULT_SIGNATURE, serving_default)
     archive.add_endpoint(PIXELS_SIGNATURE, predict_pixels)
     return archive
+
+
+def warmup_image(data: bytes, image_size: int) -> bytes:
+    """An image resized to the model's input size, as PNG, for the warm-up file: the server replays
+    these records before a version serves, so a 12000x12000 training image must not travel into
+    it (the server would decode it whole; it refuses it by --max-image-pixels)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        resized = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    resized.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def write_warmup_requests(path: Path, model_name: str, images: Sequence[bytes]) -> None:

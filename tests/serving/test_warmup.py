@@ -104,3 +104,58 @@ def test_allowed_batch_sizes_from_flag_and_yaml(tmp_path: Path) -> None:
                       "    batching: {max_batch_size: 8, allowed_batch_sizes: [2, 4, 8]}\n")
     yaml = parse_args(["--model-config-file", str(config)], {})
     assert flag.models[0].batching.allowed_batch_sizes == yaml.models[0].batching.allowed_batch_sizes == (2, 4, 8)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (what a 450 KB 12000x12000 PNG declares); the
+    check reads only the header, so no pixels are needed to test it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_over_limit_warmup_image_is_skipped_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 16 item 1: a warm-up record over --max-image-pixels is skipped (logged), not decoded."""
+    import time
+
+    from serving.config import RuntimeOptions
+    from trainer.export import write_warmup_requests
+
+    version_dir = export_tiny(tmp_path / "tiny", seed=1)
+    write_warmup_requests(version_dir / "assets.extra" / loader.WARMUP_FILE, "tiny",
+                          [_png_header_only(12000, 12000), image_bytes(3)])
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger=loader.__name__):
+        result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=2),
+                                     RuntimeOptions(runtime="tensorflow", max_image_pixels=25_000_000))
+    assert result.error is None and result.servable is not None
+    assert time.monotonic() - started < 30
+    assert "skipping warm-up record 0 is 12000x12000 = 144000000 pixels, over the limit of 25000000" \
+        in caplog.text
+    assert loader.recorded_images(loader.read_warmup_records(version_dir, 25_000_000)) == [image_bytes(3)]
+
+
+def test_a_version_without_warmup_records_is_warmed_with_generated_images(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 item 5: no records -> generated images at the model's size, every batch size."""
+    from serving.config import RuntimeOptions
+
+    version_dir = export_tiny(tmp_path / "tiny", seed=1)
+    (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
+    calls: list[tuple[str, int]] = []
+    real_run = loader.Signature.run
+
+    def recording_run(self: loader.Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append((self.name, len(next(iter(inputs.values())))))
+        return real_run(self, inputs)
+
+    monkeypatch.setattr(loader.Signature, "run", recording_run)
+    result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=3),
+                                 RuntimeOptions(runtime="tensorflow"))
+    assert result.error is None
+    assert {("serving_default", n) for n in (1, 2, 3)} | {("predict_pixels", 3)} <= set(calls)

@@ -91,3 +91,58 @@ def test_val_and_test_folders_replace_the_split(tiny_data, tmp_path):
     with pytest.raises(TrainerError, match=r"lacks class folders \['red'\]"):
         load_splits(TrainConfig(data=str(tiny_data), model_name="m", model_base_path="",
                                 test_data=str(test)))
+
+
+def _two_classes(root):
+    for channel, name in enumerate(["a", "b"]):
+        (root / name).mkdir(parents=True)
+        for n in range(3):
+            (root / name / f"{n}.png").write_bytes(tinted_image(n, channel))
+    return root
+
+
+def test_dot_files_and_dot_folders_are_not_data(tmp_path):
+    root = _two_classes(tmp_path / "data")
+    (root / "a" / ".thumbs").mkdir()
+    (root / "a" / ".thumbs" / "x.png").write_bytes(tinted_image(9, 0))
+    (root / "a" / "._0.png").write_bytes(b"AppleDouble resource fork")
+    folder = validate(discover(root))
+    assert [p.name for p in folder.files["a"]] == ["0.png", "1.png", "2.png"] and folder.skipped == []
+
+
+@pytest.mark.parametrize("name, what", [("cat\ndog", r"'\\n'"), ("tab\there", r"'\\t'"), ("cat ", "trailing")])
+def test_class_folder_with_control_character_is_refused(tmp_path, name, what):
+    root = _two_classes(tmp_path / "data")
+    (root / "a").rename(root / name)
+    with pytest.raises(TrainerError, match=f"class folder .*{what}"):
+        discover(root)
+
+
+def test_skipped_files_are_named_with_their_reason(tmp_path, caplog):
+    from PIL import Image
+
+    root = _two_classes(tmp_path / "data")
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "a" / "photo.webp", "WEBP")
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)   # index 1 is pure red
+    palette.save(root / "a" / "paletted.bmp", "BMP")
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8 broken")
+    with caplog.at_level("WARNING", logger="trainer.data"):
+        folder = validate(discover(root))
+    text = caplog.text
+    assert len(folder.skipped) == 3
+    assert f"skipped {root / 'a' / 'photo.webp'}: WebP is not decodable" in text
+    assert f"skipped {root / 'a' / 'paletted.bmp'}: 8-bit palette BMP" in text
+    assert f"skipped {root / 'b' / 'broken.jpg'}: unreadable or corrupt" in text
+    assert [p.name for p in folder.files["a"]] == ["0.png", "1.png", "2.png"]
+
+
+def test_predict_skips_dot_files_too(tmp_path):
+    from trainer.predict import image_files
+
+    root = _two_classes(tmp_path / "images")
+    (root / ".thumbs").mkdir()
+    (root / ".thumbs" / "x.png").write_bytes(tinted_image(9, 0))
+    (root / "a" / "._0.png").write_bytes(b"AppleDouble resource fork")
+    assert [p.relative_to(root).as_posix() for p in image_files(root, None)] == \
+        ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]

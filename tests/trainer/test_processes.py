@@ -63,3 +63,34 @@ def test_sigterm_leaves_no_version_and_resume_continues_from_stage1(tiny_data, t
     assert "resumed: stage 1 weights from" in resumed.stderr
     assert sorted(p.name for p in base.iterdir()) == ["1"]
     assert set(read_metadata(base / "1")["evaluation"]) == {"stage1", "stage2"}
+
+
+def test_ctrl_c_prints_one_line_with_the_resume_hint(tiny_data, tmp_path):
+    base = tmp_path / "models"
+    args = tiny_args(tiny_data, base, "--ft-epochs", "500", "--patience", "500")
+    args.remove("--quiet")
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    for line in proc.stderr:  # stage 1's checkpoint is written before stage 2 is announced
+        if "stage 2:" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-3000:]
+    assert rest.strip().splitlines()[-1] == ("interrupted: no version exported; stage 1 is saved: run the "
+                                            "same command with --resume to continue from it")
+    assert [p.name for p in base.iterdir()] == [".checkpoints"]
+
+
+def test_ctrl_c_before_any_checkpoint_has_no_resume_hint(tiny_data, tmp_path, monkeypatch, capsys):
+    import trainer.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.cli, "_train", interrupted)
+    assert trainer.cli.main(tiny_args(tiny_data, tmp_path / "m")) == 130
+    assert capsys.readouterr().err == "interrupted: no version exported\n"

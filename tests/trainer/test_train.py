@@ -199,3 +199,19 @@ def test_pushgateway_receives_the_run_figures(tiny_run):
     assert f'trainer_stage_accuracy{{stage="stage1"}} {stage1!r}' in body or \
         f'trainer_stage_accuracy{{stage="stage1"}} {float(stage1)}' in body
     assert 'trainer_stage_duration_seconds{stage="stage2"}' in body
+
+
+def test_warmup_records_hold_images_at_the_model_size(tiny_run):
+    """Issue 16 item 1: the trainer writes warm-up images resized to the input size (32 px here),
+    never the original training files."""
+    import io
+
+    from PIL import Image
+
+    from serving.loader import read_warmup_records, recorded_images
+
+    images = recorded_images(read_warmup_records(tiny_run.version_dir, 25_000_000))
+    assert len(images) == 3
+    for data in images:
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.size) == ("PNG", (32, 32))
