@@ -211,7 +211,8 @@ class ServableManager:
         model = self._models.get(name)
         if model is None:
             # "Servable not found for request" first: TF Serving's clients look for it
-            raise not_found(f"Servable not found for request: Latest({name}): model {name!r} is not served "
+            shown = name if len(name) <= 100 else f"{name[:100]}..."     # the message must fit a gRPC trailer
+            raise not_found(f"Servable not found for request: Latest({shown}): model {shown!r} is not served "
                             f"here (serving: {sorted(self._models)})")
         return model.config
 

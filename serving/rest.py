@@ -20,6 +20,7 @@ import logging
 import re
 from typing import Any, Callable, Iterable
 
+import numpy as np
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from google.protobuf import json_format
@@ -253,6 +254,7 @@ def _predict(core: ServingCore, target: ModelPath, track: metrics.RequestTrack) 
                                                               signature or None))
     track.version, outputs = core.predict(target.name, target.version, target.label,
                                           parsed.signature_name or None, parsed.inputs)
+    check_finite(outputs)
     return json_response(json_tensor.predict_json(outputs, parsed.format))
 
 
@@ -362,8 +364,21 @@ class FiniteJSON(DefaultJSONProvider):
         except ValueError as error:
             if "Out of range float" not in str(error):
                 raise
-            raise ServingError("INTERNAL", "the model's answer holds NaN or infinity, which JSON "
-                                           "cannot carry; check the model and its inputs") from None
+            raise not_finite() from None
+
+
+def not_finite(output: str = "") -> ServingError:
+    """INTERNAL for a model answer holding NaN or infinity (the issue is the model's, not the request's)."""
+    where = f" ({output!r})" if output else ""
+    return ServingError("INTERNAL", f"the model's answer holds NaN or infinity{where}, which JSON cannot "
+                                    f"carry; check the model and its inputs")
+
+
+def check_finite(outputs: dict[str, Any]) -> None:
+    """Refuse to write NaN or infinity: TF Serving writes bare NaN tokens, which no JSON parser reads."""
+    for name, value in outputs.items():
+        if getattr(value, "dtype", None) is not None and value.dtype.kind in "fc" and not np.isfinite(value).all():
+            raise not_finite(name)
 
 
 def create_app(core: ServingCore, extensions: Iterable[Any] = ()) -> Flask:
