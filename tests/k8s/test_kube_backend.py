@@ -97,7 +97,13 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
         assert info.value.code == "ALREADY_EXISTS"
 
         api.set_status(*key, {"active": 1, "startTime": "2026-11-28T00:00:05Z"})
+        api.set_pod_phase(*key, "Pending")   # active, but not scheduled or started yet
+        assert manager.get(record.id).state == "PENDING"
+        api.set_pod_phase(*key, "Running")
         assert manager.get(record.id).state == "RUNNING"
+        assert ("GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
+                "labelSelector=app.kubernetes.io/managed-by%3Dtransfer-serving-retrain%2C"
+                f"transfer-serving/job-id%3D{record.id}") in api.requests
         (base / "3").mkdir()   # what the trainer pod writes to the shared volume
         api.set_status(*key, {"succeeded": 1, "startTime": "2026-11-28T00:00:05Z",
                               "completionTime": "2026-11-28T00:03:00Z",
@@ -124,7 +130,15 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
         deletes = [(p, q) for m, p, q in api.requests if m == "DELETE"]
         assert deletes == [(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/retrain-fashion-{third.id}",
                             "propagationPolicy=Background")]
-        assert sorted(r.id for r in manager.list()) == sorted([record.id, second.id])
+        listed = {r.id: r for r in manager.list()}   # this process still reports the cancelled job
+        assert sorted(listed) == sorted([record.id, second.id, third.id])
+        assert (listed[third.id].state, listed[third.id].exit_reason) == ("FAILED", "cancelled: the Job was deleted")
+        assert [r.id for r in restarted.list_jobs()] == [record.id, second.id]   # the cluster has no record
+
+        fourth = manager.submit("fashion", {"data": "fashion/train"})
+        del api.jobs[(NAMESPACE, f"retrain-fashion-{fourth.id}")]   # kubectl delete, behind our back
+        vanished = manager.get(fourth.id)
+        assert vanished.state == "FAILED" and vanished.exit_reason.startswith("JobDeleted:")
         with pytest.raises(ServingError) as info:
             manager.cancel(second.id)   # already failed
         assert info.value.code == "FAILED_PRECONDITION"
