@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from tests.k8s.tools import K8S
-from tests.k8s_e2e.controlplane import ControlPlane, missing_build_reason
+from tests.k8s_e2e.controlplane import STAMP, ControlPlane, missing_build_reason
 from tests.k8s_e2e.fake_kubelet import FakeKubelet, wait_until
 
 NAMESPACE = "transfer-serving"
@@ -77,5 +77,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures the issue asks for: build (from the cache stamp) and start-up times."""
+    if _timings and STAMP.exists():
+        terminalreporter.write_line(f"k8s e2e: control plane {STAMP.read_text().strip()} ({STAMP.parent})")
     for what, seconds in _timings.items():
         terminalreporter.write_line(f"k8s e2e: {what}: {seconds:.1f}")
