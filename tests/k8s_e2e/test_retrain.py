@@ -140,11 +140,14 @@ def test_a_failing_trainer_is_retried_then_the_job_fails(serving: Serving, kubel
     kubelet.run(first)
     serving.wait_job(job_id, "RUNNING")
     kubelet.finish(first, 1)
-    # The template's backoffLimit is 1: the Job controller retries once, after its backoff delay.
+    # The template's backoffLimit is 1: the Job controller makes one more pod. Until it runs, the
+    # job is PENDING again, with the failure counted.
     retry = wait_until(lambda: (lambda j: j if j["details"].get("failed_pods") == 1 else None)(serving.job(job_id)),
                        30, "the first failure counted")
     assert retry["state"] == "PENDING"
-    second = kubelet.wait_pods(name, 2, timeout=90)[1]
+    pods = kubelet.wait_pods(name, 2, timeout=90)
+    # creationTimestamp has whole seconds: the retry is the pod that is not the first one.
+    (second,) = [p for p in pods if p.metadata.uid != first.metadata.uid]
     kubelet.run(second)
     serving.wait_job(job_id, "RUNNING")
     kubelet.finish(second, 1)
