@@ -17,6 +17,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ class KubernetesBackend:
         self.batch = client.BatchV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self._lock = threading.Lock()
-        self._seen: dict[str, JobRecord] = {}   # job id -> the last record read from the cluster
+        # job id -> (monotonic time its list call started, the record read then)
+        self._seen: dict[str, tuple[float, JobRecord]] = {}
         self._cancelled: set[str] = set()
 
     def job_name(self, record: JobRecord) -> str:
@@ -141,7 +143,7 @@ class KubernetesBackend:
         record.state = PENDING
         record.details = {"job_name": body["metadata"]["name"], "namespace": self.namespace}
         with self._lock:   # so that a Job deleted before anyone reads it is still reported
-            self._seen[record.id] = record
+            self._seen[record.id] = (time.monotonic(), record)
 
     def cancel(self, record: JobRecord) -> JobRecord:
         """Delete the Job and its pods (background propagation: the garbage collector removes the
@@ -184,17 +186,24 @@ class KubernetesBackend:
         phases = self._pod_phases(selector) if any(not _finished(j) for j in jobs) else {}
         return [record_from_job(j, phases.get(j["metadata"]["labels"][LABEL_JOB_ID], [])) for j in jobs]
 
-    def _remember(self, found: list[JobRecord], wanted: str | None) -> list[JobRecord]:
+    def _read(self, selector: str, wanted: str | None) -> list[JobRecord]:
+        listed_at = time.monotonic()
+        return self._remember(self._records(selector), wanted, listed_at)
+
+    def _remember(self, found: list[JobRecord], wanted: str | None, listed_at: float) -> list[JobRecord]:
         """found plus the records seen before whose Job is gone (wanted: one id, or None for all).
 
-        A Job that vanished while active was deleted: by cancel() here, or behind our back.
+        A Job that vanished while active was deleted: by cancel() here, or behind our back. Only
+        records seen before this list call started are judged: a Job submitted while the list
+        was on its way is simply not in it yet.
         """
         with self._lock:
             for record in found:
-                self._seen[record.id] = record
+                if self._seen.get(record.id, (listed_at, None))[0] <= listed_at:   # not older data
+                    self._seen[record.id] = (listed_at, record)
             present = {r.id for r in found}
-            gone = [r for job_id, r in self._seen.items()
-                    if job_id not in present and wanted in (None, job_id)]
+            gone = [r for job_id, (seen_at, r) in self._seen.items()
+                    if job_id not in present and wanted in (None, job_id) and seen_at < listed_at]
             for record in gone:
                 if record.active:
                     record.state, record.finished_at = FAILED, utc_timestamp()
@@ -202,13 +211,13 @@ class KubernetesBackend:
         return found + gone
 
     def list_jobs(self) -> list[JobRecord]:
-        records = self._remember(self._records(f"{LABEL_MANAGED_BY}={MANAGER}"), None)
+        records = self._read(f"{LABEL_MANAGED_BY}={MANAGER}", None)
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
     def get_job(self, job_id: str) -> JobRecord | None:
         if not job_id.isalnum():
             return None
-        found = self._remember(self._records(f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={job_id}"), job_id)
+        found = self._read(f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={job_id}", job_id)
         return found[0] if found else None
 
 

@@ -15,7 +15,7 @@ from flask import Flask
 from serving import retrain_api
 from serving.errors import ServingError
 from serving.jobs import JobManager
-from serving.jobs.kube import KubernetesBackend, load_job_template
+from serving.jobs.kube import LABEL_MANAGED_BY, MANAGER, KubernetesBackend, load_job_template
 from serving.jobs.record import JobRecord
 from tests.k8s.apiserver_standin import ApiServerStandIn
 from tests.k8s.tools import K8S, KUBERNETES_VERSION, ensure_pip
@@ -150,6 +150,18 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
     with pytest.raises(ServingError) as info:   # the API server is gone
         manager.list()
     assert info.value.code == "UNAVAILABLE"
+
+
+def test_a_job_submitted_while_a_list_is_on_its_way_is_not_taken_for_deleted(tmp_path: Path) -> None:
+    """The refresher lists while a request submits: the list started before the Job existed."""
+    with ApiServerStandIn() as api:
+        backend = backend_for(api)
+        listed_at = time.monotonic()
+        before = backend._records(f"{LABEL_MANAGED_BY}={MANAGER}")   # the list, sent before the POST
+        record = JobRecord(id="0a1b2c3d4e", model="fashion", backend="kubernetes", options={"data": "/data/x"})
+        backend.submit(record, tmp_path)
+        assert backend._remember(before, None, listed_at) == [] and record.state == "PENDING"
+        assert [(r.id, r.state) for r in backend.list_jobs()] == [(record.id, "PENDING")]
 
 
 def test_rest_api_with_kubeconfig_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
