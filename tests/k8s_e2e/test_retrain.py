@@ -29,7 +29,10 @@ class Serving:
     """The server under test; restart() replaces the process, as a rollout or a crash would."""
 
     def __init__(self, args: list[str], kubeconfig: Path) -> None:
-        self.args, self.env = args, {"KUBECONFIG": str(kubeconfig)}
+        # Empty service host/port: were the tests run inside a pod, the server must still not
+        # take the in-cluster config and talk to that cluster.
+        self.args = args
+        self.env = {"KUBECONFIG": str(kubeconfig), "KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": ""}
         self.handle: ServerHandle | None = None
 
     def start(self) -> None:
