@@ -2,7 +2,13 @@
 
 The cluster is the store: a Job carries the model and job id as labels and the options and
 baseline version as annotations, so after a server restart GET /v1/jobs reads everything back from
-the API server. State comes from the Job's conditions (Complete / Failed), as `kubectl wait` does.
+the API server. A final state comes from the Job's conditions (Complete / Failed), as `kubectl wait`
+does. Before that, the Job's pods tell PENDING from RUNNING: a Job counts a pod as `active` from
+the moment it is created, long before it is scheduled and its image pulled.
+
+The backend also remembers the records it has seen, for one case the cluster cannot answer: a Job
+deleted while active (by hand, or by anything but this API) simply vanishes, and would leave a
+client polling a job that no longer exists. It is reported FAILED with the reason instead.
 """
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import copy
 import json
 import os
 import re
+import threading
+import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +26,7 @@ import yaml
 
 from serving.errors import ServingError
 from serving.jobs.options import trainer_arguments
-from serving.jobs.record import FAILED, PENDING, RUNNING, SUCCEEDED, JobRecord
+from serving.jobs.record import FAILED, PENDING, RUNNING, SUCCEEDED, JobRecord, utc_timestamp
 from serving.jobs.versions import version_after
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -32,6 +41,12 @@ DEFAULT_TTL_SECONDS = 86400
 DEFAULT_BACKOFF_LIMIT = 1
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _TIMEOUT = 15
+# Pod phases that mean the trainer has started (Succeeded: the Job controller has not yet marked
+# the Job Complete). A Failed pod with no other one is a retry waiting for its backoff: PENDING.
+_STARTED_PHASES = frozenset({"Running", "Succeeded"})
+CANCELLED_REASON = "cancelled: the Job was deleted"
+VANISHED_REASON = ("JobDeleted: the Job was deleted while it was active, but not through the "
+                   "retrain API (kubectl delete, or another controller)")
 
 
 def load_job_template(path: Path) -> dict[str, Any]:
@@ -80,6 +95,11 @@ class KubernetesBackend:
         self.template = template
         self.api_client = api_client or default_api_client()
         self.batch = client.BatchV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        self._lock = threading.Lock()
+        # job id -> (monotonic time its list call started, the record read then)
+        self._seen: dict[str, tuple[float, JobRecord]] = {}
+        self._cancelled: set[str] = set()
 
     def job_name(self, record: JobRecord) -> str:
         model = re.sub(r"[^a-z0-9-]+", "-", record.model.lower()).strip("-")[:40] or "model"
@@ -122,16 +142,21 @@ class KubernetesBackend:
             raise _api_error(exc, "create Job") from exc
         record.state = PENDING
         record.details = {"job_name": body["metadata"]["name"], "namespace": self.namespace}
+        with self._lock:   # so that a Job deleted before anyone reads it is still reported
+            self._seen[record.id] = (time.monotonic(), record)
 
     def cancel(self, record: JobRecord) -> JobRecord:
-        """Delete the Job and its pods (background propagation). It then leaves GET /v1/jobs: the
-        cluster is the store, and a deleted Job has no record left."""
+        """Delete the Job and its pods (background propagation: the garbage collector removes the
+        pods once the Job is gone). The cluster then has no record left; this process keeps
+        reporting the job as FAILED (cancelled) until it restarts."""
         try:
             self.batch.delete_namespaced_job(record.details["job_name"], self.namespace,
                                              propagation_policy="Background", _request_timeout=_TIMEOUT)
         except Exception as exc:
             raise _api_error(exc, "delete Job") from exc
-        record.state, record.exit_reason = FAILED, "cancelled: the Job was deleted"
+        with self._lock:
+            self._cancelled.add(record.id)
+        record.state, record.exit_reason = FAILED, CANCELLED_REASON
         return record
 
     def _list(self, selector: str) -> list[dict[str, Any]]:
@@ -142,15 +167,58 @@ class KubernetesBackend:
             raise _api_error(exc, "list Jobs") from exc
         return [self.api_client.sanitize_for_serialization(j) for j in jobs.items]
 
+    def _pod_phases(self, selector: str) -> dict[str, list[str]]:
+        """Job id -> phases of its pods (one list call; the pods carry the Job's labels)."""
+        try:
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector,
+                                                 _request_timeout=_TIMEOUT)
+        except Exception as exc:
+            raise _api_error(exc, "list Pods") from exc
+        phases: dict[str, list[str]] = defaultdict(list)
+        for pod in pods.items:
+            job_id = (pod.metadata.labels or {}).get(LABEL_JOB_ID)
+            if job_id and pod.status is not None and pod.metadata.deletion_timestamp is None:
+                phases[job_id].append(pod.status.phase or "Pending")
+        return phases
+
+    def _records(self, selector: str) -> list[JobRecord]:
+        jobs = self._list(selector)
+        phases = self._pod_phases(selector) if any(not _finished(j) for j in jobs) else {}
+        return [record_from_job(j, phases.get(j["metadata"]["labels"][LABEL_JOB_ID], [])) for j in jobs]
+
+    def _read(self, selector: str, wanted: str | None) -> list[JobRecord]:
+        listed_at = time.monotonic()
+        return self._remember(self._records(selector), wanted, listed_at)
+
+    def _remember(self, found: list[JobRecord], wanted: str | None, listed_at: float) -> list[JobRecord]:
+        """found plus the records seen before whose Job is gone (wanted: one id, or None for all).
+
+        A Job that vanished while active was deleted: by cancel() here, or behind our back. Only
+        records seen before this list call started are judged: a Job submitted while the list
+        was on its way is simply not in it yet.
+        """
+        with self._lock:
+            for record in found:
+                if self._seen.get(record.id, (listed_at, None))[0] <= listed_at:   # not older data
+                    self._seen[record.id] = (listed_at, record)
+            present = {r.id for r in found}
+            gone = [r for job_id, (seen_at, r) in self._seen.items()
+                    if job_id not in present and wanted in (None, job_id) and seen_at < listed_at]
+            for record in gone:
+                if record.active:
+                    record.state, record.finished_at = FAILED, utc_timestamp()
+                    record.exit_reason = CANCELLED_REASON if record.id in self._cancelled else VANISHED_REASON
+        return found + gone
+
     def list_jobs(self) -> list[JobRecord]:
-        records = [record_from_job(j) for j in self._list(f"{LABEL_MANAGED_BY}={MANAGER}")]
+        records = self._read(f"{LABEL_MANAGED_BY}={MANAGER}", None)
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
     def get_job(self, job_id: str) -> JobRecord | None:
         if not job_id.isalnum():
             return None
-        jobs = self._list(f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={job_id}")
-        return record_from_job(jobs[0]) if jobs else None
+        found = self._read(f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={job_id}", job_id)
+        return found[0] if found else None
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -162,8 +230,13 @@ def _time(value: Any) -> str | None:
     return None if value is None else str(value).replace("+00:00", "Z")
 
 
-def record_from_job(job: dict[str, Any]) -> JobRecord:
-    """A JobRecord from a Job as the API server returns it (camelCase dict)."""
+def _finished(job: dict[str, Any]) -> bool:
+    status = job.get("status") or {}
+    return bool(_condition(status, "Complete") or _condition(status, "Failed"))
+
+
+def record_from_job(job: dict[str, Any], pod_phases: list[str] | tuple[str, ...] = ()) -> JobRecord:
+    """A JobRecord from a Job as the API server returns it (camelCase dict) and its pods' phases."""
     meta, status = job["metadata"], job.get("status") or {}
     labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
     record = JobRecord(id=labels[LABEL_JOB_ID], model=labels[LABEL_MODEL], backend=KubernetesBackend.name,
@@ -181,5 +254,7 @@ def record_from_job(job: dict[str, Any]) -> JobRecord:
         record.state, record.finished_at = FAILED, _time(failed.get("lastTransitionTime"))
         record.exit_reason = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
     else:
-        record.state = RUNNING if status.get("active") else PENDING
+        record.state = RUNNING if _STARTED_PHASES.intersection(pod_phases) else PENDING
+    if status.get("failed"):
+        record.details["failed_pods"] = status["failed"]
     return record

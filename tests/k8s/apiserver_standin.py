@@ -1,8 +1,9 @@
 """A STAND-IN for the Kubernetes API server, on loopback, for the kubernetes retrain backend's tests.
 
-It is not Kubernetes: it speaks only the few batch/v1 Job endpoints the backend calls (create,
-list with a label selector, get, delete), keeps Jobs in a dict, and has no controller: tests move
-a Job through its lifecycle with `set_status`, as the Job controller would. What it shows is that
+It is not Kubernetes: it speaks only the few endpoints the backend calls (batch/v1 Jobs: create,
+list with a label selector, get, delete; v1 Pods: list with a label selector), keeps Jobs and Pods
+in dicts, and has no controller: tests move a Job through its lifecycle with `set_status` and
+`set_pod_phase`, as the Job controller and the kubelet would. What it shows is that
 the backend sends the right requests with the official client and reads the answers correctly;
 it says nothing about a real cluster's admission, scheduling or GPUs (docs/deploy.md says so too).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 _JOBS = re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[a-z0-9-]+)/jobs(?:/(?P<name>[a-z0-9.-]+))?$")
+_PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/pods$")
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -36,6 +38,7 @@ class ApiServerStandIn:
     def __init__(self, token: str = "standin-token") -> None:
         self.token = token
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str]] = []   # (method, path, query)
         self.forbidden = False
         self._lock = threading.Lock()
@@ -54,6 +57,14 @@ class ApiServerStandIn:
     def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         with self._lock:
             self.jobs[(namespace, name)]["status"] = status
+
+    def set_pod_phase(self, namespace: str, job_name: str, phase: str) -> None:
+        """One pod of the Job (created on first use) in `phase`, labelled like the Job's template."""
+        with self._lock:
+            labels = self.jobs[(namespace, job_name)]["spec"]["template"]["metadata"]["labels"]
+            pod = {"metadata": {"name": f"{job_name}-pod", "namespace": namespace, "labels": labels},
+                   "spec": {"containers": [{"name": "trainer", "image": "x"}]}, "status": {"phase": phase}}
+            self.pods[(namespace, pod["metadata"]["name"])] = pod
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -79,11 +90,11 @@ class ApiServerStandIn:
                 if api.forbidden:
                     self._send(403, _status(403, "Forbidden", "jobs.batch is forbidden"))
                     return None
-                match = _JOBS.match(url.path)
+                match = _JOBS.match(url.path) or _PODS.match(url.path)
                 if not match:
                     self._send(404, _status(404, "NotFound", f"no route {url.path}"))
                     return None
-                return match["ns"], match["name"]
+                return match["ns"], match.groupdict().get("name")
 
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 route = self._route()
@@ -106,6 +117,8 @@ class ApiServerStandIn:
                 if route is None:
                     return
                 namespace, name = route
+                if _PODS.match(urlparse(self.path).path):
+                    return self._list_pods(namespace)
                 with api._lock:
                     if name:
                         job = api.jobs.get((namespace, name))
@@ -114,6 +127,13 @@ class ApiServerStandIn:
                     items = [j for (ns, _), j in api.jobs.items()
                              if ns == namespace and _matches(j["metadata"].get("labels", {}), selector)]
                 self._send(200, {"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": items})
+
+            def _list_pods(self, namespace: str) -> None:
+                selector = parse_qs(urlparse(self.path).query).get("labelSelector", [""])[0]
+                with api._lock:
+                    items = [p for (ns, _), p in api.pods.items()
+                             if ns == namespace and _matches(p["metadata"]["labels"], selector)]
+                self._send(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 
             def do_DELETE(self) -> None:  # noqa: N802
                 route = self._route()

@@ -15,7 +15,7 @@ from flask import Flask
 from serving import retrain_api
 from serving.errors import ServingError
 from serving.jobs import JobManager
-from serving.jobs.kube import KubernetesBackend, load_job_template
+from serving.jobs.kube import LABEL_MANAGED_BY, MANAGER, KubernetesBackend, load_job_template
 from serving.jobs.record import JobRecord
 from tests.k8s.apiserver_standin import ApiServerStandIn
 from tests.k8s.tools import K8S, KUBERNETES_VERSION, ensure_pip
@@ -97,7 +97,13 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
         assert info.value.code == "ALREADY_EXISTS"
 
         api.set_status(*key, {"active": 1, "startTime": "2026-11-28T00:00:05Z"})
+        api.set_pod_phase(*key, "Pending")   # active, but not scheduled or started yet
+        assert manager.get(record.id).state == "PENDING"
+        api.set_pod_phase(*key, "Running")
         assert manager.get(record.id).state == "RUNNING"
+        assert ("GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
+                "labelSelector=app.kubernetes.io/managed-by%3Dtransfer-serving-retrain%2C"
+                f"transfer-serving/job-id%3D{record.id}") in api.requests
         (base / "3").mkdir()   # what the trainer pod writes to the shared volume
         api.set_status(*key, {"succeeded": 1, "startTime": "2026-11-28T00:00:05Z",
                               "completionTime": "2026-11-28T00:03:00Z",
@@ -124,7 +130,15 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
         deletes = [(p, q) for m, p, q in api.requests if m == "DELETE"]
         assert deletes == [(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/retrain-fashion-{third.id}",
                             "propagationPolicy=Background")]
-        assert sorted(r.id for r in manager.list()) == sorted([record.id, second.id])
+        listed = {r.id: r for r in manager.list()}   # this process still reports the cancelled job
+        assert sorted(listed) == sorted([record.id, second.id, third.id])
+        assert (listed[third.id].state, listed[third.id].exit_reason) == ("FAILED", "cancelled: the Job was deleted")
+        assert [r.id for r in restarted.list_jobs()] == [record.id, second.id]   # the cluster has no record
+
+        fourth = manager.submit("fashion", {"data": "fashion/train"})
+        del api.jobs[(NAMESPACE, f"retrain-fashion-{fourth.id}")]   # kubectl delete, behind our back
+        vanished = manager.get(fourth.id)
+        assert vanished.state == "FAILED" and vanished.exit_reason.startswith("JobDeleted:")
         with pytest.raises(ServingError) as info:
             manager.cancel(second.id)   # already failed
         assert info.value.code == "FAILED_PRECONDITION"
@@ -136,6 +150,18 @@ def test_lifecycle_against_the_api_server_standin(tmp_path: Path) -> None:
     with pytest.raises(ServingError) as info:   # the API server is gone
         manager.list()
     assert info.value.code == "UNAVAILABLE"
+
+
+def test_a_job_submitted_while_a_list_is_on_its_way_is_not_taken_for_deleted(tmp_path: Path) -> None:
+    """The refresher lists while a request submits: the list started before the Job existed."""
+    with ApiServerStandIn() as api:
+        backend = backend_for(api)
+        listed_at = time.monotonic()
+        before = backend._records(f"{LABEL_MANAGED_BY}={MANAGER}")   # the list, sent before the POST
+        record = JobRecord(id="0a1b2c3d4e", model="fashion", backend="kubernetes", options={"data": "/data/x"})
+        backend.submit(record, tmp_path)
+        assert backend._remember(before, None, listed_at) == [] and record.state == "PENDING"
+        assert [(r.id, r.state) for r in backend.list_jobs()] == [(record.id, "PENDING")]
 
 
 def test_rest_api_with_kubeconfig_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,10 +142,10 @@ def test_serving_deployment(rendered: list[dict]) -> None:
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
 
 
-def test_rbac_allows_exactly_jobs_in_the_namespace(rendered: list[dict]) -> None:
+def test_rbac_allows_exactly_jobs_and_pod_listing_in_the_namespace(rendered: list[dict]) -> None:
     (role,) = by_kind(rendered, "Role")
-    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"],
-                              "verbs": ["create", "get", "list", "watch", "delete"]}]
+    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "delete"]},
+                             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
     (binding,) = by_kind(rendered, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "transfer-serving", "namespace": "transfer-serving"}]
