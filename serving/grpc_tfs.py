@@ -8,6 +8,8 @@ UNIMPLEMENTED, as the generated base class does (models come from the base path 
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import grpc
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
@@ -74,28 +76,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request: classification_pb2.ClassificationRequest,
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
-        spec = request.model_spec
-        with rpc(context, spec.name, "classify") as track:
-            version, label = version_choice(spec)
-            result = self._core.classify(spec.name, version, label, spec.signature_name or None,
-                                         ExampleInput.from_proto(request.input))
-            track.version = result.version
-            response = classification_pb2.ClassificationResponse(
-                model_spec=_answered_spec(spec.name, result.version, result.signature))
-            _fill_classifications(result, response.result)
-            return response
+        return self._on_examples(request, context, "classify", self._core.classify,
+                                 classification_pb2.ClassificationResponse, _fill_classifications)
 
     def Regress(self, request: regression_pb2.RegressionRequest,
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        return self._on_examples(request, context, "regress", self._core.regress,
+                                 regression_pb2.RegressionResponse, _fill_regressions)
+
+    def _on_examples(self, request: Any, context: grpc.ServicerContext, api: str, call: Callable[..., Any],
+                     response_type: Callable[..., Any], fill: Callable[[Any, Any], None]) -> Any:
+        """Classify and Regress: tf.Examples in, one core call, the result filled into the response."""
         spec = request.model_spec
-        with rpc(context, spec.name, "regress") as track:
+        with rpc(context, spec.name, api) as track:
             version, label = version_choice(spec)
-            result = self._core.regress(spec.name, version, label, spec.signature_name or None,
-                                        ExampleInput.from_proto(request.input))
+            result = call(spec.name, version, label, spec.signature_name or None, ExampleInput.from_proto(request.input))
             track.version = result.version
-            response = regression_pb2.RegressionResponse(
-                model_spec=_answered_spec(spec.name, result.version, result.signature))
-            _fill_regressions(result, response.result)
+            response = response_type(model_spec=_answered_spec(spec.name, result.version, result.signature))
+            fill(result, response.result)
             return response
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,
