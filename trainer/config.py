@@ -47,6 +47,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     ft_learning_rate: float = 3e-4
     ft_schedule: str = "cosine"
+    ft_warmup_epochs: int = 0
     patience: int = 5
     batch_size: int = 32
     dropout: float = 0.2
