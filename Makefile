@@ -57,8 +57,11 @@ test: setup debs weights demo-data
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Datasets x seeds x (short run, defaults, from scratch); your own folders with e.g.
+# make bench-train BENCH_TRAIN_ARGS="--datasets mine=/data/mine --seeds 1"
+BENCH_TRAIN_ARGS ?=
 bench-train: setup weights demo-data
-	$(PY) -m bench train
+	$(PY) -m bench train $(BENCH_TRAIN_ARGS)
 
 bench-serve: setup
 	$(PY) -m bench serve
