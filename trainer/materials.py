@@ -164,7 +164,7 @@ def faces_arrays() -> Arrays:
 TEXTURES = ("brick", "grass", "gravel")
 
 
-def texture_arrays(tile: int = 32) -> Arrays:
+def texture_arrays(tile: int = 16) -> Arrays:
     """Non-overlapping tiles of scikit-image's bundled texture photographs, one class per photograph,
     in row-major order: splits taken in order (write_class_folders' `skip`) come from disjoint bands
     of the photograph, so no test tile overlaps a training tile."""
@@ -193,7 +193,7 @@ DATASETS: dict[str, tuple[str, tuple[int, int, int | None], Callable[[], Arrays]
                 lambda: fashion_arrays()[0]),
     "digits": ("UCI handwritten digits (scikit-learn), 8 px grey, 10 classes", (80, 30, None),
                digits_arrays),
-    "textures": ("brick / grass / gravel photograph tiles (scikit-image), 32 px grey", (160, 48, None),
+    "textures": ("brick / grass / gravel photograph tiles (scikit-image), 16 px grey", (160, 48, 100),
                  texture_arrays),
     "faces": ("LFW faces vs non-faces (scikit-image), 25 px grey, 2 classes", (50, 20, None),
               faces_arrays),
