@@ -116,9 +116,10 @@ def load_results() -> dict:
 
 
 def save_run(results: dict, figures: dict) -> None:
-    """Merge one run into the results file and write it at once (an interrupted grid keeps it)."""
+    """Merge one run into the results file and write it at once (an interrupted grid keeps it).
+    The file is read again first, so parts of a grid run side by side keep each other's runs."""
     key = f"{figures['dataset']}/{figures['mode']}/{figures['seed']}"
-    results["grid"][key] = figures
+    results["grid"] = {**load_results()["grid"], **results["grid"], key: figures}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -278,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["grid"][f"{dataset}/{mode}/{seed}"] = figures
                 else:
                     save_run(results, figures)
+    if not args.no_write:
+        results["grid"] = {**load_results()["grid"], **results["grid"]}
     results.setdefault("machine", {"cpus": os.cpu_count(), "python": platform.python_version()})
     print("\n".join(table(results["grid"]) + [""] + verdicts(results["grid"])))
     if not args.no_write:
