@@ -204,6 +204,15 @@ def verdicts(grid: dict) -> list[str]:
     return lines
 
 
+def _defaults() -> dict:
+    """The trainer's defaults, to describe the defaults row before any defaults run is measured."""
+    import dataclasses
+
+    from trainer.config import DEFAULTS
+
+    return dataclasses.asdict(DEFAULTS)
+
+
 def markdown(results: dict) -> str:
     grid = results["grid"]
     any_run = next(iter(grid.values()))
@@ -211,7 +220,7 @@ def markdown(results: dict) -> str:
     sizes = {r["dataset"]: r["data"] for r in grid.values()}
     data = "; ".join(f"{d}: {s['classes']} classes, {s['train']}/{s['val']}/{s['test']} train/val/test"
                      for d, s in sorted(sizes.items()))
-    c = next((r["config"] for r in grid.values() if r["mode"] == "defaults"), any_run["config"])
+    c = next((r["config"] for r in grid.values() if r["mode"] == "defaults"), None) or _defaults()
     return "\n".join([
         "## Training",
         "",
@@ -259,6 +268,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--fresh", action="store_true", help="drop earlier runs from train.json first")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--report", action="store_true",
+                        help="no training: rewrite the docs table from bench/results/train.json")
     return parser.parse_args(argv)
 
 
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING)
     results = {"grid": {}} if args.fresh or args.no_write else load_results()
-    for spec in args.datasets:
+    for spec in [] if args.report else args.datasets:
         dataset, folders = dataset_folders(spec)
         for mode in args.modes:
             for seed in args.seeds:
