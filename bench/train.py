@@ -201,7 +201,8 @@ def _gain_verdict(grid: dict, datasets: list[str]) -> list[str]:
     ok = all(g >= 0 for g in gains.values()) and sum(g >= GAIN_POINTS for g in gains.values()) >= 2
     text = ", ".join(f"{d} {g:+.1f}" for d, g in gains.items())
     return [f"- Defaults: mean stage 2 ≥ mean stage 1 on every dataset, ≥ {GAIN_POINTS:g} points "
-            f"on two: **{'met' if ok else 'NOT met'}** (mean gain in points: {text})."]
+            f"on two: **{'met' if ok else 'NOT met'}** (mean gain in points: {text})"
+            f"{_unmeasured(datasets, gains)}."]
 
 
 def _scratch_verdict(grid: dict, datasets: list[str]) -> list[str]:
@@ -216,7 +217,13 @@ def _scratch_verdict(grid: dict, datasets: list[str]) -> list[str]:
     ok = all(d > s for d, s in beats.values())
     text = ", ".join(f"{d} {a:.1f}% vs {s:.1f}%" for d, (a, s) in beats.items())
     return [f"- Defaults beat the fair from-scratch baseline: **{'met' if ok else 'NOT met'}** "
-            f"(exported vs scratch, means: {text})."]
+            f"(exported vs scratch, means: {text}){_unmeasured(datasets, beats)}."]
+
+
+def _unmeasured(datasets: list[str], measured: dict) -> str:
+    """A verdict holds only for the datasets it saw: name the others."""
+    missing = [d for d in datasets if d not in measured]
+    return f"; not measured on {', '.join(missing)}" if missing else ""
 
 
 def verdicts(grid: dict) -> list[str]:

@@ -43,3 +43,8 @@ def test_user_folders_with_or_without_splits(tmp_path):
         (tmp_path / "split" / role).mkdir(parents=True)
     assert dataset_folders(f"mine={tmp_path / 'split'}")[1]["test"] == tmp_path / "split" / "test"
     assert dataset_folders(f"flat={tmp_path}")[1] == {"train": tmp_path, "val": None, "test": None}
+
+
+def test_a_verdict_names_the_datasets_it_did_not_see():
+    grid = {k: r for k, r in GRID.items() if k != "b/scratch/1"}
+    assert "a 85.0% vs 70.0%); not measured on b." in "\n".join(verdicts(grid))
