@@ -156,7 +156,9 @@ def _scratch_accuracy(r: dict) -> float:
 def _row(dataset: str, mode: str, runs: list[dict], scratch: list[dict]) -> str:
     drop = min(_points(r["exported_accuracy"] - r["test_accuracy"]["stage1"]) for r in runs)
     kept = sum(r["exported_stage"] == "stage2" for r in runs)
-    base = cell(scratch, _scratch_accuracy) if mode == "defaults" else ""
+    base = ""
+    if mode == "defaults" and scratch:  # the baseline may have fewer seeds than the defaults
+        base = f"{cell(scratch, _scratch_accuracy)}, seeds {','.join(str(r['seed']) for r in scratch)}"
     return (f"| {dataset} | {mode} | {','.join(str(r['seed']) for r in runs)} | "
             f"{cell(runs, _accuracy('stage1'))} | {cell(runs, _accuracy('stage2'))} | "
             f"{cell(runs, lambda r: _points(r['exported_accuracy']))} | {kept}/{len(runs)} | "

@@ -26,7 +26,7 @@ def test_table_has_one_row_per_dataset_and_mode_with_means_and_ranges():
     assert len(rows) == 2 + 3
     short = next(r for r in rows if r.startswith("| a | short"))
     assert "| 1,2 | 60.0 (60.0–60.0) | 41.5 (13.0–70.0) | 65.0 (60.0–70.0) | 1/2 | +0.0 |" in short
-    assert "| 70.0 |" in next(r for r in rows if r.startswith("| a | defaults"))
+    assert "| 70.0, seeds 1 |" in next(r for r in rows if r.startswith("| a | defaults"))
 
 
 def test_verdicts_say_met_or_not_met_with_the_figures():
