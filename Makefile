@@ -83,8 +83,12 @@ k8s-e2e: setup k8s-controlplane
 	@export K8S_RUN=$$(mktemp -d /tmp/k8s-e2e-run.XXXXXX); trap 'scripts/k8s/stop-controlplane.sh; rm -rf "$$K8S_RUN"' EXIT; \
 	$(PY) -m pytest -q tests/k8s_e2e
 
+
+# Datasets x seeds x (short run, defaults, from scratch); your own folders with e.g.
+# make bench-train BENCH_TRAIN_ARGS="--datasets mine=/data/mine --seeds 1"
+BENCH_TRAIN_ARGS ?=
 bench-train: setup weights demo-data
-	$(PY) -m bench train
+	$(PY) -m bench train $(BENCH_TRAIN_ARGS)
 
 bench-serve: setup weights demo-data
 	$(PY) -m bench serve

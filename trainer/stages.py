@@ -41,19 +41,25 @@ class StageRun:
     val_loss: float | None
     val_accuracy: float | None
     feature_seconds: float = 0.0  # --cache-features: time spent computing the features once
+    # Validation loss of the weights the stage leaves in the model (stage 1: its last epoch;
+    # stage 2: its best epoch, restored by early stopping). The stage choice compares these.
+    final_val_loss: float | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def _finish(history: keras.callbacks.History, started: float, images: int) -> StageRun:
+def _finish(history: keras.callbacks.History, started: float, images: int,
+            restored_best: bool = False) -> StageRun:
+    """The stage's figures; `restored_best`: the model holds the best epoch's weights, else the last's."""
     seconds = time.perf_counter() - started
     epochs = len(history.epoch)
     val_loss = history.history.get("val_loss", [None])
     val_acc = history.history.get("val_accuracy", [None])
     best = int(np.argmin(val_loss)) if val_loss[0] is not None else -1
+    final = val_loss[best] if restored_best else val_loss[-1]
     return StageRun(epochs, seconds, images * epochs / seconds if seconds else 0.0,
-                    val_loss[best], val_acc[best])
+                    val_loss[best], val_acc[best], final_val_loss=final)
 
 
 def _fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dataset,
@@ -110,36 +116,67 @@ def cached_feature_extraction(classifier: Classifier, strategy: tf.distribute.St
     return run
 
 
-def fine_tuning_rate(learning_rate: float, schedule: str, epochs: int, train: tf.data.Dataset
-                     ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """Stage 2's learning rate: `constant`, or `cosine`, decaying from `learning_rate` to zero over
-    the planned steps (`epochs` x batches per epoch), so the last epochs take small, careful steps
-    around the best weights instead of bouncing around them at full rate."""
-    if schedule == "constant":
-        return learning_rate
-    if schedule != "cosine":
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear ramp from ~0 to `peak` over `warmup_steps`, then `after` (counted from the ramp's end).
+
+    Why: Adam's first steps move every unfrozen weight by about the full rate whatever its gradient,
+    while its moment estimates are still raw; at a fine-tuning peak rate that shakes pretrained
+    features apart before the head and base agree, and a short stage 2 has no epochs left to
+    recover. The ramp lets the moments settle at small steps first."""
+
+    def __init__(self, peak: float, warmup_steps: int,
+                 after: float | keras.optimizers.schedules.LearningRateSchedule) -> None:
+        self.peak, self.warmup_steps, self.after = peak, max(int(warmup_steps), 1), after
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        ramp = self.peak * (step + 1.0) / float(self.warmup_steps)
+        rest = step - float(self.warmup_steps)
+        later = self.after(rest) if callable(self.after) else tf.constant(self.after, tf.float32)
+        return tf.where(step < float(self.warmup_steps), ramp, tf.cast(later, tf.float32))
+
+    def get_config(self) -> dict:
+        after = self.after if not callable(self.after) else keras.saving.serialize_keras_object(self.after)
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "after": after}
+
+
+def fine_tuning_rate(learning_rate: float, schedule: str, epochs: int, train: tf.data.Dataset,
+                     warmup_epochs: int = 0) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Stage 2's learning rate: an optional linear warm-up over the first `warmup_epochs`, then
+    `constant`, or `cosine` decaying from `learning_rate` to zero over the remaining planned steps,
+    so the last epochs take small, careful steps around the best weights instead of bouncing."""
+    if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown stage 2 learning rate schedule {schedule!r} (constant | cosine)")
+    warmup_epochs = min(max(warmup_epochs, 0), max(epochs - 1, 0))  # leave one epoch at the peak
+    if schedule == "constant" and not warmup_epochs:
+        return learning_rate
     batches = int(train.cardinality())
     if batches <= 0:
-        raise ValueError("cosine schedule needs a training dataset of known length")
-    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * batches)
+        raise ValueError("a stage 2 schedule needs a training dataset of known length")
+    after: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
+    if schedule == "cosine":
+        after = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=(epochs - warmup_epochs) * batches)
+    return WarmUp(learning_rate, warmup_epochs * batches, after) if warmup_epochs else after
 
 
 def fine_tuning(classifier: Classifier, strategy: tf.distribute.Strategy,
                 train: tf.data.Dataset, val: tf.data.Dataset, *, epochs: int, unfreeze: int,
                 learning_rate: float, patience: int, train_images: int, schedule: str = "constant",
-                verbose: int = 2) -> StageRun:
+                warmup_epochs: int = 0, verbose: int = 2) -> StageRun:
     """Stage 2: unfreeze the top of the base (BatchNorm stays frozen), low learning rate (optionally
-    cosine-decayed), early stopping on validation loss with the best weights restored."""
-    rate = fine_tuning_rate(learning_rate, schedule, epochs, train)
+    warmed up, optionally cosine-decayed), early stopping on validation loss with the best weights
+    restored."""
+    rate = fine_tuning_rate(learning_rate, schedule, epochs, train, warmup_epochs)
     with strategy.scope():
         weighted = unfreeze_top(classifier.base, unfreeze)
-        log.info("stage 2: %d weighted base layers trainable (%s, BatchNorm frozen), lr %g %s",
-                 weighted, describe_layers(unfreeze), learning_rate, schedule)
+        log.info("stage 2: %d weighted base layers trainable (%s, BatchNorm frozen), lr %g %s, "
+                 "warm-up %d epochs", weighted, describe_layers(unfreeze), learning_rate, schedule,
+                 warmup_epochs)
         classifier.model.compile(keras.optimizers.Adam(rate), LOSS, metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
     started = time.perf_counter()
     history = _fit(classifier.model, strategy, train, val, epochs=epochs,
                    callbacks=[stop, TerminationCheck()], verbose=verbose)
-    return _finish(history, started, train_images)
+    return _finish(history, started, train_images, restored_best=True)

@@ -35,7 +35,7 @@ from trainer.stages import StageRun, cached_feature_extraction, feature_extracti
 log = logging.getLogger(__name__)
 CHECKPOINTS = ".checkpoints"
 _NOT_STAGE1 = {"resume", "pushgateway", "verbose", "ft_epochs", "ft_learning_rate", "ft_schedule",
-               "unfreeze_top", "patience", "devices"}
+               "ft_warmup_epochs", "unfreeze_top", "patience", "devices"}
 
 
 @dataclass
@@ -47,6 +47,8 @@ class TrainResult:
     evaluation: dict[str, dict[str, Any]]
     stages: dict[str, StageRun]
     skipped: list[str]
+    exported_stage: str = "stage1"
+    export_reason: str = ""
 
 
 @dataclass
@@ -127,6 +129,49 @@ def _cluster(config: TrainConfig) -> ClusterSpec | None:
     return cluster
 
 
+@dataclass
+class StageChoice:
+    """Which stage's weights are exported, and why (metadata.json, the log, the job record)."""
+
+    stage: str
+    reason: str
+
+
+def choose_stage(stages: dict[str, StageRun]) -> StageChoice:
+    """The rule: stage 2 is exported only if its best validation loss beats the validation loss of
+    the weights stage 1 ended with; otherwise stage 1's weights are restored and exported. Loss,
+    not accuracy, because it also sees confidence: a collapsing model loses it first. Validation,
+    never test, so the choice does not peek at the figures it is judged on."""
+    first = stages["stage1"].final_val_loss
+    if "stage2" not in stages:
+        return StageChoice("stage1", "no stage 2 was run")
+    second = stages["stage2"].final_val_loss
+    if first is None or second is None:
+        return StageChoice("stage2", "no validation loss to compare; stage 2 kept")
+    if second < first:
+        return StageChoice("stage2", f"stage 2's best validation loss {second:.4f} beat stage 1's "
+                                     f"{first:.4f}")
+    return StageChoice("stage1", f"stage 2's best validation loss {second:.4f} did not beat stage 1's "
+                                 f"{first:.4f}; stage 1's weights restored")
+
+
+def _stage2(config: TrainConfig, classifier: Classifier, strategy, train_ds, val_ds,
+            splits: Splits) -> tuple[StageRun, list]:
+    """Fine-tuning, returning its run and stage 1's weights (kept in memory to restore them)."""
+    stage1_weights = classifier.model.get_weights()
+    run = fine_tuning(classifier, strategy, train_ds, val_ds, epochs=config.ft_epochs,
+                      unfreeze=config.unfreeze_top, learning_rate=config.ft_learning_rate,
+                      patience=config.patience, train_images=len(splits.train),
+                      schedule=config.ft_schedule, warmup_epochs=config.ft_warmup_epochs,
+                      verbose=config.verbose)
+    return run, stage1_weights
+
+
+def _log_choice(choice: StageChoice, evaluation: dict[str, dict[str, Any]]) -> None:
+    accuracy = ", ".join(f"{s} {100 * e['accuracy']:.1f}%" for s, e in evaluation.items())
+    log.info("exported %s: %s (test accuracy %s)", choice.stage, choice.reason, accuracy)
+
+
 def run(config: TrainConfig) -> TrainResult:
     """Train, evaluate after each stage, export the next version; returns what was made."""
     check_numbers(config)
@@ -156,13 +201,16 @@ def run(config: TrainConfig) -> TrainResult:
     stages = {"stage1": _stage1(config, classifier, strategy, train_ds, val_ds, splits, image_size,
                                 checkpoint)}
     evaluation = {"stage1": evaluate(classifier.model, test_ds, splits.class_names)}
+    stage1_weights = None
     if config.ft_epochs > 0 and not config.from_scratch:
-        stages["stage2"] = fine_tuning(classifier, strategy, train_ds, val_ds, epochs=config.ft_epochs,
-                                       unfreeze=config.unfreeze_top, learning_rate=config.ft_learning_rate,
-                                       patience=config.patience, train_images=len(splits.train),
-                                       schedule=config.ft_schedule, verbose=config.verbose)
+        stages["stage2"], stage1_weights = _stage2(config, classifier, strategy, train_ds, val_ds,
+                                                   splits)
         evaluation["stage2"] = evaluate(classifier.model, test_ds, splits.class_names)
+    choice = choose_stage(stages)
+    if choice.stage == "stage1" and stage1_weights is not None:
+        classifier.model.set_weights(stage1_weights)
     print(comparison_table(evaluation, splits.class_names), flush=True)
+    _log_choice(choice, evaluation)
     metadata = {
         "backbone": config.backbone, "weights": config.weights,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -172,6 +220,8 @@ def run(config: TrainConfig) -> TrainResult:
         "devices": describe(strategy),
         "stages": {name: stage.as_dict() for name, stage in stages.items()},
         "evaluation": evaluation,
+        "exported_stage": choice.stage,
+        "export_reason": choice.reason,
     }
     files, metadata["fast_forms"] = fast_forms.build(
         classifier.model, image_size, config.fast_forms, image_dataset(splits.train, image_size, config.batch_size),
@@ -183,7 +233,7 @@ def run(config: TrainConfig) -> TrainResult:
                                  warmup_images=warmup, files=files)
     _drop_checkpoint(checkpoint)
     result = TrainResult(version_dir, classifier, image_size, splits.class_names, evaluation, stages,
-                         splits.skipped)
+                         splits.skipped, choice.stage, choice.reason)
     if config.pushgateway:
         push_figures(config, result)
     return result

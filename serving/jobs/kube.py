@@ -27,7 +27,7 @@ import yaml
 from serving.errors import ServingError
 from serving.jobs.options import trainer_arguments
 from serving.jobs.record import FAILED, PENDING, RUNNING, SUCCEEDED, JobRecord, utc_timestamp
-from serving.jobs.versions import version_after
+from serving.jobs.versions import export_summary, version_after
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "transfer-serving-retrain"
@@ -250,6 +250,7 @@ def record_from_job(job: dict[str, Any], pod_phases: list[str] | tuple[str, ...]
         record.finished_at = _time(status.get("completionTime") or complete.get("lastTransitionTime"))
         base_path = notes.get(ANNOTATION_BASE_PATH)
         record.produced_version = version_after(Path(base_path), record.baseline_version) if base_path else None
+        record.training = export_summary(Path(base_path), record.produced_version) if base_path else None
     elif failed:
         record.state, record.finished_at = FAILED, _time(failed.get("lastTransitionTime"))
         record.exit_reason = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")

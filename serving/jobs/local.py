@@ -17,7 +17,7 @@ from pathlib import Path
 
 from serving.jobs.options import trainer_arguments
 from serving.jobs.record import FAILED, RUNNING, SUCCEEDED, JobRecord, utc_timestamp
-from serving.jobs.versions import version_after
+from serving.jobs.versions import export_summary, version_after
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -131,6 +131,7 @@ class LocalBackend:
         produced = version_after(Path(record.details["base_path"]), record.baseline_version)
         if exit_code == 0 and produced is not None:
             record.state, record.produced_version = SUCCEEDED, produced
+            record.training = export_summary(Path(record.details["base_path"]), produced)
         elif exit_code == 0:
             record.state, record.exit_reason = FAILED, "the trainer exited 0 but no new version appeared"
         else:

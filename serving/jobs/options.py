@@ -42,6 +42,7 @@ ALLOWED: dict[str, Option] = {
     "learning_rate": Option("--lr", "float", 1e-7, 1.0),
     "ft_learning_rate": Option("--ft-lr", "float", 1e-8, 1.0),
     "ft_schedule": Option("--ft-schedule", "choice", choices=FT_SCHEDULES),
+    "ft_warmup_epochs": Option("--ft-warmup-epochs", "int", 0, 1000),
     "patience": Option("--patience", "int", 0, 100),
     "dropout": Option("--dropout", "float", 0.0, 0.9),
     "seed": Option("--seed", "int", 0, 2**31 - 1),

@@ -43,6 +43,9 @@ class JobRecord:
     finished_at: str | None = None
     exit_reason: str | None = None
     produced_version: int | None = None
+    # The trainer's stage choice for the produced version (versions.export_summary): exported_stage,
+    # export_reason, test accuracy per stage. So a client sees whether fine-tuning was kept.
+    training: dict[str, Any] | None = None
     # The highest version present when the job started: a version above it is the job's product.
     baseline_version: int = 0
     # Backend-specific bookkeeping (pid, log file, Kubernetes Job name); shown to admins as is.

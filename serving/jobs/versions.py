@@ -6,7 +6,9 @@ keeps the rule exact unless someone exports into the same base path by hand mean
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 
 def existing_versions(base_path: Path) -> list[int]:
@@ -25,3 +27,20 @@ def highest_version(base_path: Path) -> int:
 def version_after(base_path: Path, baseline: int) -> int | None:
     newer = [v for v in existing_versions(Path(base_path)) if v > baseline]
     return newer[0] if newer else None
+
+
+def export_summary(base_path: Path, version: int | None) -> dict[str, Any] | None:
+    """What the job record shows of the trainer's stage choice, from the version's metadata.json:
+    which stage was exported, why, and each stage's test accuracy. Read as plain JSON (no
+    TensorFlow import); None when there is no version or it predates the choice."""
+    if version is None:
+        return None
+    try:
+        metadata = json.loads((Path(base_path) / str(version) / "assets.extra" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "exported_stage" not in metadata:
+        return None
+    accuracy = {stage: e.get("accuracy") for stage, e in metadata.get("evaluation", {}).items()}
+    return {"exported_stage": metadata["exported_stage"], "export_reason": metadata.get("export_reason"),
+            "test_accuracy": accuracy}

@@ -86,6 +86,7 @@ def test_retrain_through_the_real_server(setup: dict[str, Path]) -> None:
         log = Path(job["details"]["log_file"]).read_text()
         assert job["state"] == "SUCCEEDED", (job, log[-3000:])
         assert job["produced_version"] == 2 and (setup["base"] / "2" / "saved_model.pb").exists()
+        assert job["training"]["exported_stage"] in ("stage1", "stage2"), job
         deadline = time.monotonic() + 60
         while not (predictor.versions and predictor.versions[-1] == 2) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -36,6 +36,7 @@ def test_metadata_holds_both_stages_and_the_run(tiny_run):
     assert tiny_run.version_dir.name == "1"
     assert read_labels(tiny_run.version_dir) == ["blue", "green", "red"]
     assert set(meta["evaluation"]) == {"stage1", "stage2"}
+    assert meta["exported_stage"] in ("stage1", "stage2") and meta["export_reason"]
     for stage in meta["evaluation"].values():
         assert 0.0 <= stage["accuracy"] <= 1.0
         assert set(stage["per_class"]["red"]) == {"precision", "recall", "f1", "support"}
