@@ -111,6 +111,18 @@ ROWS: list[tuple[str, list[Panel]]] = [
               [Query(f"sum by (version) (serving_model_load_failures_total{{{M}}})", "v{{version}}")],
               "Failed load attempts per version; the previous version keeps serving. Repeated "
               "failures raise ServingRepeatedLoadFailures.", width=8),
+        Panel("Runtime per version",
+              [Query(f"max by (version, runtime, precision) (serving_model_runtime_info{{{MV}}}) == 1",
+                     "v{{version}} {{runtime}} {{precision}}")],
+              "What runs each loaded version: LiteRT once its fast form agreed with the SavedModel, "
+              "else TensorFlow (docs/serving.md, \"Runtimes\").", kind="table", width=12,
+              options={"format": "table", "instant": True}),
+        Panel("Runtime fallbacks (since server start)",
+              [Query(f"sum by (version, cause) (serving_model_runtime_fallbacks_total{{{M}}})",
+                     "v{{version}} {{cause}}")],
+              "Versions served on a slower runtime or precision than configured, by cause "
+              "(conversion_failed, invalid_form, mismatch, precision_refused, no_contract); the "
+              "reason is in the model status and the log.", width=12),
     ]),
     ("Accuracy and drift", [
         Panel("Evaluation accuracy per version (offline)",
