@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model_format.training import FT_SCHEDULES
+
+__all__ = ["ALL_LAYERS", "DEFAULTS", "FAST_FORMS", "FT_SCHEDULES", "TrainConfig"]
+
 FAST_FORMS = ("fp32", "int8")            # model_format.fast_form.PRECISIONS, without importing it
-FT_SCHEDULES = ("constant", "cosine")   # stage 2 learning rate schedules (trainer.stages.fine_tuning_rate)
 ALL_LAYERS = -1                          # --unfreeze-top all: every layer of the base, whatever the backbone
 
 
