@@ -104,7 +104,7 @@ def _agreement_forms(model, image_size: int, images: list[bytes]) -> tuple[dict[
     import tensorflow as tf
 
     from trainer.fast_forms import build
-    from trainer.imaging import decode_batch
+    from model_format.imaging import decode_batch
 
     pixels = decode_batch(tf.constant(images), image_size)
     labels = np.argmax(model(pixels, training=False), axis=-1)

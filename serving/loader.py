@@ -11,7 +11,6 @@ to do (retry with backoff, keep the previous version serving).
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,26 +23,19 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from model_format.contract import (
+    DEFAULT_SIGNATURE, IMAGE_INPUT, LABELS_FILE, METADATA_FILE, PIXELS_INPUT, PIXELS_SIGNATURE, REQUIRED_SIGNATURES,
+    SAVED_MODEL_FILE, WARMUP_PATH, read_labels, read_metadata,
+)
 from serving.config import BatchingOptions, RuntimeOptions
 from serving.errors import ServingError
 from serving.images import check_image
 from serving.inference_runtime import RuntimeChoice, choose, generated_images
-from serving.source import SAVED_MODEL_FILE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
-IMAGE_INPUT = "image_bytes"
-PIXELS_SIGNATURE = "predict_pixels"
-PIXELS_INPUT = "images"
-WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 100
-# The model-version contract (docs/model-format.md): signature -> (inputs, outputs) it must have.
 Arrays = dict[str, np.ndarray]
-REQUIRED_SIGNATURES: dict[str, tuple[set[str], set[str]]] = {
-    DEFAULT_SIGNATURE: ({IMAGE_INPUT}, {"probabilities", "classes", "labels"}),
-    PIXELS_SIGNATURE: ({PIXELS_INPUT}, {"probabilities", "classes", "labels"}),
-}
 
 
 @dataclass(frozen=True)
@@ -208,7 +200,7 @@ def check_contract(defs: get_model_metadata_pb2.SignatureDefMap, class_names: li
         raise ValueError(f"{DEFAULT_SIGNATURE} input {IMAGE_INPUT!r} must be a string tensor")
     probabilities = _spec(defs.signature_def[DEFAULT_SIGNATURE].outputs["probabilities"])
     if not class_names:
-        raise ValueError("assets/labels.txt is missing or empty")
+        raise ValueError(f"{LABELS_FILE} is missing or empty")
     if probabilities.shape and probabilities.shape[-1] not in (None, len(class_names)):
         raise ValueError(f"model has {probabilities.shape[-1]} classes but labels.txt lists {len(class_names)}")
 
@@ -222,7 +214,7 @@ def read_warmup_records(path: Path, max_image_pixels: int) -> list[WarmupRecord]
     image, over --max-image-pixels) is skipped with a warning: warm-up obeys the request limits."""
     from tensorflow_serving.apis import prediction_log_pb2
 
-    file = path / "assets.extra" / WARMUP_FILE
+    file = path / WARMUP_PATH
     if not file.exists():
         return []
     records: list[WarmupRecord] = []
@@ -315,7 +307,7 @@ def _full_batches(servable: Servable, images: list[bytes], batch_size: int,
     replicated: the image signature gets the encoded bytes, predict_pixels the same images
     decoded and resized with the trainer's own ops (the pixel input a client of that signature
     would send)."""
-    from trainer.imaging import decode_batch
+    from model_format.imaging import decode_batch
 
     encoded = np.array([images[i % len(images)] for i in range(batch_size)], dtype=object)
     batches = {DEFAULT_SIGNATURE: {IMAGE_INPUT: encoded}} if DEFAULT_SIGNATURE in names else {}
@@ -326,16 +318,18 @@ def _full_batches(servable: Servable, images: list[bytes], batch_size: int,
 
 
 def _read_class_names(path: Path) -> list[str]:
-    labels = path / "assets" / "labels.txt"
-    return labels.read_text().splitlines() if labels.exists() else []
+    """The labels, or none: a version without them is served without the image contract."""
+    return read_labels(path) if (path / LABELS_FILE).exists() else []
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    metadata = path / "assets.extra" / "metadata.json"
+    """The metadata, or {} when absent or unreadable (a warning): it informs, it never blocks."""
+    if not (path / METADATA_FILE).exists():
+        return {}
     try:
-        return json.loads(metadata.read_text()) if metadata.exists() else {}
+        return read_metadata(path)
     except (OSError, ValueError) as error:
-        log.warning("ignoring unreadable %s: %s", metadata, error)
+        log.warning("ignoring unreadable %s: %s", path / METADATA_FILE, error)
         return {}
 
 

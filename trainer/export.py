@@ -6,7 +6,6 @@ base path sees either no version or a complete one, never half a model.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -16,24 +15,12 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from model_format.versions import parse_version
-from trainer.imaging import decode_batch
-
-IMAGE_INPUT = "image_bytes"
-PIXELS_INPUT = "images"
-PIXELS_SIGNATURE = "predict_pixels"
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = "tf_serving_warmup_requests"
-STAGING_PREFIX = ".staging-"
-
-
-def existing_versions(base_path: Path) -> list[int]:
-    """Version directories under base_path by the server's own rule (model_format.versions), so the
-    next version the trainer writes is the one the server will see as newest."""
-    if not base_path.is_dir():
-        return []
-    versions = ((parse_version(p.name), p) for p in base_path.iterdir())
-    return sorted(v for v, p in versions if v is not None and p.is_dir())
+from model_format.contract import (
+    DEFAULT_SIGNATURE, IMAGE_INPUT, PIXELS_INPUT, PIXELS_SIGNATURE, STAGING_PREFIX, WARMUP_PATH, write_labels,
+    write_metadata,
+)
+from model_format.imaging import decode_batch
+from model_format.versions import existing_versions
 
 
 def _signature_outputs(probabilities: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -94,13 +81,10 @@ def write_warmup_requests(path: Path, model_name: str, images: Sequence[bytes]) 
 
 def _write_extras(directory: Path, labels: Sequence[str], metadata: dict[str, Any],
                   model_name: str, warmup_images: Sequence[bytes]) -> None:
-    (directory / "assets").mkdir(exist_ok=True)
-    (directory / "assets" / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
-    extra = directory / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    (extra / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    write_labels(directory, list(labels))
+    write_metadata(directory, metadata)
     if warmup_images:
-        write_warmup_requests(extra / WARMUP_FILE, model_name, warmup_images)
+        write_warmup_requests(directory / WARMUP_PATH, model_name, warmup_images)
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -158,13 +142,3 @@ def _publish(staging: Path, base: Path, model_name: str, labels: Sequence[str], 
         except OSError:
             if not (base / str(version)).exists():
                 raise
-
-
-def read_labels(version_dir: str | os.PathLike[str]) -> list[str]:
-    """Class names of an exported version, in index order."""
-    return Path(version_dir, "assets", "labels.txt").read_text().splitlines()
-
-
-def read_metadata(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The version's assets.extra/metadata.json."""
-    return json.loads(Path(version_dir, "assets.extra", "metadata.json").read_text())

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def existing_versions(base_path: Path) -> list[int]:
-    """trainer.export's rule, imported on use: that module imports TensorFlow, which must not be
-    loaded into the gunicorn master (it would cost the master ~600 MB and run before the fork)."""
-    from trainer.export import existing_versions as versions_on_disk
-
-    return versions_on_disk(base_path)
+from model_format.versions import existing_versions   # TF-free: safe in the gunicorn master
 
 
 def highest_version(base_path: Path) -> int:

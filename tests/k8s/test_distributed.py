@@ -116,7 +116,7 @@ def test_trainer_cli_trains_across_two_workers(tmp_path: Path) -> None:
 
     import tensorflow as tf
 
-    from trainer.export import read_metadata
+    from model_format.contract import read_metadata
 
     assert read_metadata(chief_dir)["devices"]["replicas"] == 2
     loaded = tf.saved_model.load(str(chief_dir))

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_format.contract import WARMUP_PATH
 from serving import loader
 from serving.config import BatchingOptions, ModelConfig, RuntimeOptions
 from serving.manager import ServableManager
@@ -52,7 +53,7 @@ def test_warmup_batch_sizes_run_while_loading(tmp_path: Path, monkeypatch: pytes
 
 def test_a_version_without_warmup_records_still_loads(tmp_path: Path) -> None:
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
+    (version_dir / WARMUP_PATH).unlink()
     result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=6))
     assert result.error is None and result.servable is not None
 
@@ -127,7 +128,7 @@ def test_over_limit_warmup_image_is_skipped_and_named(tmp_path: Path, caplog: py
     from trainer.export import write_warmup_requests
 
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    write_warmup_requests(version_dir / "assets.extra" / loader.WARMUP_FILE, "tiny",
+    write_warmup_requests(version_dir / WARMUP_PATH, "tiny",
                           [_png_header_only(12000, 12000), image_bytes(3)])
     started = time.monotonic()
     with caplog.at_level("WARNING", logger=loader.__name__):
@@ -146,7 +147,7 @@ def test_a_version_without_warmup_records_is_warmed_with_generated_images(
     from serving.config import RuntimeOptions
 
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
+    (version_dir / WARMUP_PATH).unlink()
     calls: list[tuple[str, int]] = []
     real_run = loader.Signature.run
 

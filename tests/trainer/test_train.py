@@ -9,13 +9,14 @@ import pytest
 import tensorflow as tf
 
 import trainer.export
+from model_format.contract import read_labels, read_metadata
+from model_format.imaging import decode_and_resize
 from tests.helpers import image_bytes, tiny_model
 from tests.trainer.conftest import tiny_args, tinted_image
 from trainer.backbones import BACKBONES, BackbonePreprocess, get_backbone
 from trainer.cli import main
 from trainer.errors import TrainerError
-from trainer.export import export_version, read_labels, read_metadata
-from trainer.imaging import decode_and_resize
+from trainer.export import export_version
 
 
 def test_exported_model_matches_in_memory_model_on_jpeg_bytes(tiny_run):
