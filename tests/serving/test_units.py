@@ -12,7 +12,7 @@ import pytest
 
 from serving.aspired_version_policy import VersionPolicy, plan
 from serving.batcher import BatchQueue
-from serving.config import BatchingOptions, ConfigError, parse_args
+from serving.config import BatchingOptions, ConfigError, RuntimeOptions, ServerOptions, parse_args
 from serving.errors import ServingError
 from serving.predictions import PredictionStore
 from serving.source import scan
@@ -87,6 +87,13 @@ models:
     assert models[0].batching == BatchingOptions(max_batch_size=4, warmup_batch_sizes="max")
     assert models[1].batching.warmup_batch_sizes == "all"                # the default
     assert models[1].version_policy.kind == "all" and models[2].version_policy.versions == (3, 4)
+
+
+def test_flag_defaults_are_the_options_defaults(tmp_path: Path) -> None:
+    options = parse_args(["--model-name", "m", "--model-base-path", str(tmp_path)], {})
+    assert options == ServerOptions(models=options.models, extra=options.extra)
+    assert options.models[0].batching == BatchingOptions()
+    assert options.models[0].runtime == RuntimeOptions()
 
 
 @pytest.mark.parametrize("yaml_text, message", [
