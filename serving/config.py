@@ -65,7 +65,7 @@ class BatchingOptions:
     before a version goes live, so the memory that live traffic would add shape by shape is held
     from the start and no first batch of a new size pays for it; "max" warms max_batch_size only
     (or, with allowed_batch_sizes, each allowed size above 1): faster loads for big models. See
-    serving.loader._warm_up and docs/serving.md "Warm-up"."""
+    serving.warmup and docs/serving.md "Warm-up"."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = field(default_factory=available_cpus)

@@ -36,7 +36,7 @@ from serving.errors import ServingError, invalid, too_large, unavailable
 from serving.examples import (CLASSIFY_METHOD, REGRESS_METHOD, ExampleInput, classifications,
                               example_input_name, regressions)
 from serving.images import check_image
-from serving.loader import Servable, Signature, TensorSpec
+from serving.servable import Servable, Signature, TensorSpec
 from serving.manager import ServableManager, VersionStatus
 from serving.predictions import Feedback, PredictionStore
 

@@ -209,7 +209,7 @@ def test_warmup_records_hold_images_at_the_model_size(tiny_run):
 
     from PIL import Image
 
-    from serving.loader import read_warmup_records, recorded_images
+    from serving.warmup import read_warmup_records, recorded_images
 
     images = recorded_images(read_warmup_records(tiny_run.version_dir, 25_000_000))
     assert len(images) == 3
