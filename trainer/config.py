@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from model_format.training import FT_SCHEDULES
 
-__all__ = ["ALL_LAYERS", "DEFAULTS", "FAST_FORMS", "FT_SCHEDULES", "TrainConfig"]
+__all__ = ["ALL_LAYERS", "DEFAULTS", "DEVICE_MODES", "FAST_FORMS", "FT_SCHEDULES", "TrainConfig"]
 
 FAST_FORMS = ("fp32", "int8")            # model_format.fast_form.PRECISIONS, without importing it
+DEVICE_MODES = ("auto", "cpu", "mirrored")   # --devices (trainer.devices.select_strategy)
 ALL_LAYERS = -1                          # --unfreeze-top all: every layer of the base, whatever the backbone
 
 
