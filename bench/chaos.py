@@ -565,7 +565,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args([a for a in argv if a != "chaos"])
+    args = parse_args(argv[1:] if argv and argv[0] == "chaos" else argv)   # `python -m bench chaos ...`
     report = run(args.short)
     print(table(report), flush=True)
     out = args.out or (WORK / f"chaos-{'short' if args.short else 'full'}.json")

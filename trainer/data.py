@@ -1,4 +1,5 @@
-"""Folder-per-class image datasets: discovery, validation, a stratified split, and tf.data streams.
+"""Folder-per-class image datasets: discovery, validation and a stratified split (the tf.data
+streams over a split are trainer.pipeline's).
 
 Discovery and splitting use only the standard library and NumPy, so a wrong `--data` path is
 reported before TensorFlow is even imported. Every file is validated up front with the same
