@@ -1,13 +1,10 @@
-"""Write one model version per the model-version contract (docs/model-format.md).
-
-A version is written whole into a dot-named staging directory inside the base path and then
-renamed to its integer name: a rename within one filesystem is atomic, so a server polling the
-base path sees either no version or a complete one, never half a model.
+"""Write one model version per the model-version contract (docs/model-format.md): the two
+signatures around the trained model, labels, metadata and warm-up requests, published by
+model_format.publish (staging directory, then an atomic rename).
 """
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,11 +13,10 @@ import keras
 import tensorflow as tf
 
 from model_format.contract import (
-    DEFAULT_SIGNATURE, IMAGE_INPUT, PIXELS_INPUT, PIXELS_SIGNATURE, STAGING_PREFIX, WARMUP_PATH, write_labels,
-    write_metadata,
+    DEFAULT_SIGNATURE, IMAGE_INPUT, PIXELS_INPUT, PIXELS_SIGNATURE, WARMUP_PATH, write_labels, write_metadata,
 )
 from model_format.imaging import decode_batch
-from model_format.versions import existing_versions
+from model_format.publish import publish_next, staging_dir
 
 
 def _signature_outputs(probabilities: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -87,14 +83,6 @@ def _write_extras(directory: Path, labels: Sequence[str], metadata: dict[str, An
         write_warmup_requests(directory / WARMUP_PATH, model_name, warmup_images)
 
 
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file so the rename publishes data that is on disk, not just in page cache."""
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-
-
 def export_version(
     model: keras.Model,
     base_path: str | os.PathLike[str],
@@ -115,7 +103,7 @@ def export_version(
     """
     base = Path(base_path)
     base.mkdir(parents=True, exist_ok=True)
-    staging = base / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging = staging_dir(base)
     try:
         _archive(model, labels, image_size).write_out(str(staging), verbose=False)
         for name, content in (files or {}).items():
@@ -129,16 +117,10 @@ def export_version(
 
 def _publish(staging: Path, base: Path, model_name: str, labels: Sequence[str], image_size: int,
              metadata: dict[str, Any], warmup_images: Sequence[bytes]) -> int:
-    """Pick the next version number and rename staging onto it (retrying if another writer won)."""
-    while True:
-        version = max(existing_versions(base), default=0) + 1
+    """Rename staging onto the next version, its metadata naming that version."""
+    def finish(directory: Path, version: int) -> None:
         full = {**metadata, "name": model_name, "version": version,
                 "image_size": image_size, "class_names": list(labels)}
-        _write_extras(staging, labels, full, model_name, warmup_images)
-        _fsync_tree(staging)
-        try:
-            os.rename(staging, base / str(version))
-            return version
-        except OSError:
-            if not (base / str(version)).exists():
-                raise
+        _write_extras(directory, labels, full, model_name, warmup_images)
+
+    return publish_next(staging, base, finish)

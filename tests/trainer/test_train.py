@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import trainer.export
+import model_format.publish
 from model_format.contract import read_labels, read_metadata
 from model_format.imaging import decode_and_resize
 from tests.helpers import image_bytes, tiny_model
@@ -81,7 +81,7 @@ def test_train_twice_gives_versions_1_and_2_and_staging_is_never_numeric(tiny_da
         renames.append((os.path.basename(src), os.path.basename(dst)))
         return real_rename(src, dst)
 
-    monkeypatch.setattr(trainer.export.os, "rename", recording_rename)
+    monkeypatch.setattr(model_format.publish.os, "rename", recording_rename)
     base = tmp_path / "models"
     first = run(TrainConfig(data=str(tiny_data), model_name="tiny", model_base_path=str(base),
                             weights="none", image_size=32, epochs=3, ft_epochs=0, batch_size=8,
@@ -105,7 +105,7 @@ def test_failed_export_leaves_neither_version_nor_staging(tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer.export, "_fsync_tree", broken)
+    monkeypatch.setattr(model_format.publish, "fsync_tree", broken)
     with pytest.raises(OSError, match="disk full"):
         export_version(tiny_model(1), tmp_path, model_name="m", labels=["a", "b", "c"],
                        image_size=32, metadata={})
