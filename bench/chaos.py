@@ -47,6 +47,7 @@ import numpy as np
 import requests
 
 from bench.processes import ServerProcess, _status_kb, free_port
+from model_format.publish import staging_dir
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "chaos"
@@ -419,7 +420,7 @@ def slow_copy(source: Path, target: Path, seconds: float) -> None:
 
 def land_corrupt(source: Path, base_path: Path, version: int) -> Path:
     """A complete-looking version whose saved_model.pb is cut in half (staged, then renamed)."""
-    staging = base_path / f".staging-chaos-{version}"
+    staging = staging_dir(base_path, f"chaos-{version}")
     shutil.copytree(source, staging)
     graph = staging / "saved_model.pb"
     graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
@@ -565,7 +566,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args([a for a in argv if a != "chaos"])
+    args = parse_args(argv[1:] if argv and argv[0] == "chaos" else argv)   # `python -m bench chaos ...`
     report = run(args.short)
     print(table(report), flush=True)
     out = args.out or (WORK / f"chaos-{'short' if args.short else 'full'}.json")

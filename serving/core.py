@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from model_format.contract import DEFAULT_SIGNATURE, IMAGE_INPUT
 from serving import metrics
 from serving.batcher import BatchQueue, as_serving_error
 from serving.config import ServerOptions
@@ -35,7 +36,7 @@ from serving.errors import ServingError, invalid, too_large, unavailable
 from serving.examples import (CLASSIFY_METHOD, REGRESS_METHOD, ExampleInput, classifications,
                               example_input_name, regressions)
 from serving.images import check_image
-from serving.loader import DEFAULT_SIGNATURE, IMAGE_INPUT, Servable, Signature, TensorSpec
+from serving.servable import Servable, Signature, TensorSpec
 from serving.manager import ServableManager, VersionStatus
 from serving.predictions import Feedback, PredictionStore
 

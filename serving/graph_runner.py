@@ -5,7 +5,7 @@ feeding its input tensors and fetching its output tensors by name. It does not h
 the static shapes of the SignatureDef: half_plus_two's `x` is [-1, 1] and TF Serving still answers
 `{"instances": [1.0, 2.0]}` (shape [2]), because the graph's ops accept it. `tf.saved_model.load`
 would refuse that at the concrete function's input signature, so models without our image
-contract run here instead (the image-contract signatures keep serving.loader's functions and the
+contract run here instead (the image-contract signatures keep serving.servable's functions and the
 LiteRT choice). A callable made from CallableOptions skips the Python session's static-shape
 check, so the graph itself decides, as in TF Serving.
 """

@@ -15,12 +15,12 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
+from model_format.contract import DEFAULT_SIGNATURE
 from serving.core import ClassifyResult, InferenceTask, RegressResult, ServingCore
 from serving.errors import invalid
 from serving.examples import ExampleInput
 from serving.grpc_calls import rpc
 from serving.grpc_tensors import to_ndarrays, to_tensor_proto
-from serving.loader import DEFAULT_SIGNATURE
 
 SIGNATURE_DEF_FIELD = "signature_def"
 _ERROR_UNKNOWN = 2           # tensorflow.error.Code.UNKNOWN, for a version whose load failed

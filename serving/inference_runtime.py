@@ -82,7 +82,7 @@ def pixel_decoder(image_size: int) -> Callable[[bytes], np.ndarray]:
     """Encoded image -> float32 [S, S, 3]: the trainer's decode and bilinear resize, as a graph."""
     import tensorflow as tf
 
-    from trainer.imaging import decode_and_resize
+    from model_format.imaging import decode_and_resize
 
     function = tf.function(lambda data: decode_and_resize(data, image_size),
                            input_signature=[tf.TensorSpec([], tf.string)]).get_concrete_function()

@@ -25,8 +25,9 @@ from serving.aspired_version_policy import plan
 from serving.config import ModelConfig
 from serving.errors import invalid, not_found, unavailable
 from serving.inference_runtime import RuntimeChoice
-from serving.loader import LoadResult, Servable, load_version
+from serving.loader import LoadResult, load_version
 from serving.runtime import compact_heap
+from serving.servable import Servable
 from serving.source import Reported, VersionOnDisk, scan
 
 log = logging.getLogger(__name__)

@@ -122,8 +122,9 @@ def _over_limit(limit: int) -> ServingError:
 
 def _chunked_body(limit: int) -> bytes:
     """A body without Content-Length (chunked), read up to one byte past the limit: Werkzeug's own
-    read stops at the limit without an error, so an 11 MB JSON read as "malformed" and a PNG with
-    15 MB of trailing bytes was classified. Kept as the request's cached data for later readers."""
+    read stops at the limit without an error, so an oversized body would be cut and read as
+    something else (malformed JSON, an image with its trailing bytes dropped) instead of refused.
+    Kept as the request's cached data for later readers."""
     stream = request.environ["wsgi.input"]
     data = bytearray()
     while len(data) <= limit:

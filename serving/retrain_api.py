@@ -12,6 +12,7 @@ import argparse
 import hmac
 import os
 import threading
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,40 @@ from serving.errors import ServingError
 from serving.jobs import JobManager, make_backend
 
 
+@dataclass(frozen=True)
+class RetrainSettings:
+    """The retrain flags, typed; they arrive in ServerOptions.extra. An empty value counts as
+    unset, so each field's default (the flag's default too) applies."""
+    admin_token_file: str | None = None      # unset: the API is disabled (every route 401)
+    data_root: str | None = None
+    retrain_backend: str = "local"
+    jobs_dir: str | None = None
+    k8s_namespace: str | None = None
+    trainer_job_template: str | None = None
+    retrain_poll_interval: float = 2.0
+
+    @classmethod
+    def of(cls, options: Any) -> RetrainSettings:
+        return cls(**{f.name: options.extra[f.name] for f in fields(cls) if options.extra.get(f.name)})
+
+    def problem(self) -> str | None:
+        """Why an enabled API cannot run with these settings, or None."""
+        if not self.data_root:
+            return "--admin-token-file enables the retrain API, which needs --data-root (training data must lie under it)"
+        if self.retrain_backend == "local" and not self.jobs_dir:
+            return "--retrain-backend local needs --jobs-dir (where job records and logs are kept)"
+        if self.retrain_backend == "kubernetes" and not (self.k8s_namespace and self.trainer_job_template):
+            return "--retrain-backend kubernetes needs --k8s-namespace and --trainer-job-template"
+        return None
+
+
+DEFAULTS = RetrainSettings()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The retrain flags (also settable as SERVING_* environment variables)."""
     group = parser.add_argument_group("retrain API (POST /v1/models/{name}:retrain)")
-    group.add_argument("--retrain-backend", default="local", choices=["local", "kubernetes"],
+    group.add_argument("--retrain-backend", default=DEFAULTS.retrain_backend, choices=["local", "kubernetes"],
                        help="local: trainer subprocess on this host; kubernetes: a batch/v1 Job per retrain")
     group.add_argument("--admin-token-file",
                        help="file holding the bearer token of the retrain API; without it the API answers 401")
@@ -33,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-root", help="retrain data paths must lie under this directory")
     group.add_argument("--k8s-namespace", help="kubernetes backend: namespace of the trainer Jobs")
     group.add_argument("--trainer-job-template", help="kubernetes backend: the trainer Job manifest")
-    group.add_argument("--retrain-poll-interval", type=float, default=2.0,
+    group.add_argument("--retrain-poll-interval", type=float, default=DEFAULTS.retrain_poll_interval,
                        help="seconds between refreshes of running jobs (metrics)")
 
 
@@ -43,17 +74,12 @@ def check_options(options: Any) -> None:
     with one line instead of after loading its models, as a gunicorn "Worker failed to boot"."""
     from serving.config import ConfigError
 
-    extra = options.extra
-    if not extra.get("admin_token_file"):
+    settings = RetrainSettings.of(options)
+    if not settings.admin_token_file:
         return   # the API is disabled; its other flags are unused
-    if not extra.get("data_root"):
-        raise ConfigError("--admin-token-file enables the retrain API, which needs --data-root "
-                          "(training data must lie under it)")
-    backend = extra.get("retrain_backend") or "local"
-    if backend == "local" and not extra.get("jobs_dir"):
-        raise ConfigError("--retrain-backend local needs --jobs-dir (where job records and logs are kept)")
-    if backend == "kubernetes" and not (extra.get("k8s_namespace") and extra.get("trainer_job_template")):
-        raise ConfigError("--retrain-backend kubernetes needs --k8s-namespace and --trainer-job-template")
+    problem = settings.problem()
+    if problem:
+        raise ConfigError(problem)
 
 
 def blueprint(core: Any, options: Any) -> Blueprint:
@@ -62,17 +88,17 @@ def blueprint(core: Any, options: Any) -> Blueprint:
     Without --admin-token-file every route answers 401 and no backend is built, so a server that
     was not set up for retraining cannot be made to run one.
     """
-    extra = options.extra
-    if not extra.get("admin_token_file"):
+    settings = RetrainSettings.of(options)
+    if not settings.admin_token_file:
         return disabled_blueprint()
-    if not extra.get("data_root"):
+    if not settings.data_root:
         raise ValueError("the retrain API needs --data-root (training data must lie under it)")
-    backend = make_backend(extra["retrain_backend"], jobs_dir=extra.get("jobs_dir"),
-                           namespace=extra.get("k8s_namespace"), template_file=extra.get("trainer_job_template"))
+    backend = make_backend(settings.retrain_backend, jobs_dir=settings.jobs_dir,
+                           namespace=settings.k8s_namespace, template_file=settings.trainer_job_template)
     base_paths = {m.name: Path(m.base_path) for m in options.models}
-    manager = JobManager(backend, data_root=Path(extra["data_root"]), base_path_for=base_paths.get,
-                         poll_interval=float(extra.get("retrain_poll_interval") or 2.0))
-    bp = retrain_blueprint(manager, AdminToken(Path(extra["admin_token_file"])))
+    manager = JobManager(backend, data_root=Path(settings.data_root), base_path_for=base_paths.get,
+                         poll_interval=float(settings.retrain_poll_interval))
+    bp = retrain_blueprint(manager, AdminToken(Path(settings.admin_token_file)))
     manager.start()
     return bp
 

@@ -1,13 +1,11 @@
 """The worker's share of the machine: how many CPUs it may use, and TensorFlow's thread pools.
 
-Why this matters more than any Python tuning: on the 2-core machine of docs/benchmarks.md,
-TensorFlow's default (intra-op threads = all cores, one model call at a time) made every op wait
-at a barrier for its slowest thread, and any other work on the box (HTTP parsing, a neighbour pod)
-stalled both cores. One intra-op thread per model call and one batch thread per CPU lets the
-calls run side by side instead: MobileNetV2 went from 309 to 404 images/s in-process and its
-batch-1 latency from 8.0 to 6.1 ms. TF Serving exposes the same two knobs
+The rule: one intra-op thread per model call and one batch thread per CPU, so model calls run side
+by side, one per core, instead of every op spreading over all cores and waiting at a barrier for
+its slowest thread (which any other work on the box stalls). TF Serving exposes the same two knobs
 (`--tensorflow_intra_op_parallelism`, `--tensorflow_inter_op_parallelism`) and its batching guide
-advises `num_batch_threads` = CPU cores on CPU-only machines.
+advises `num_batch_threads` = CPU cores on CPU-only machines. The measurements behind the rule:
+docs/benchmarks.md, "Settings chosen and why"; docs/serving.md, "Threads and CPUs".
 """
 from __future__ import annotations
 
@@ -59,10 +57,10 @@ def compact_heap() -> None:
     """After a version loads or unloads: collect every reference cycle, hand freed memory back to
     the OS, then freeze what is left out of the garbage collector's way.
 
-    Why freeze: a loaded model is ~400k Python objects, and every full collection walks them all
-    while holding the GIL -- 200-300 ms in which no request thread runs (seen once per ~30 s at
-    300 requests/s). Frozen objects are skipped, so live traffic only ever collects its own young
-    objects. Unfreezing first lets the collection below free an unloaded version's cycles.
+    Why freeze: a loaded model is hundreds of thousands of Python objects, and every full
+    collection walks them all while holding the GIL, so no request thread runs meanwhile (the
+    figures: docs/serving.md, "Threads and CPUs"). Frozen objects are skipped, so live traffic
+    only ever collects its own young objects. Unfreezing first lets the collection below free an unloaded version's cycles.
     Why trim: glibc keeps freed heap pages in its arenas; after a hot swap the old version's
     tensors are free but still counted in the worker's RSS (and against the pod's memory limit).
     """

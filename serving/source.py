@@ -17,11 +17,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model_format.contract import SAVED_MODEL_FILE
 from model_format.versions import looks_like_version, parse_version
 
 log = logging.getLogger(__name__)
-
-SAVED_MODEL_FILE = "saved_model.pb"
 
 
 @dataclass(frozen=True)

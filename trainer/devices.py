@@ -14,7 +14,6 @@ import tensorflow as tf
 from trainer.distributed import ClusterSpec, multi_worker_strategy
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "cpu", "mirrored")
 
 
 def select_strategy(mode: str = "auto", cluster: ClusterSpec | None = None) -> tf.distribute.Strategy:

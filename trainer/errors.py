@@ -1,4 +1,5 @@
-"""The one error type the trainer reports as a one-line message (exit code 2, no traceback)."""
+"""How a run ends early: TrainerError, reported as one line (exit code 2, no traceback), and
+Terminated, raised by the SIGTERM handler (exit code 143)."""
 from __future__ import annotations
 
 

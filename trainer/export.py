@@ -1,14 +1,10 @@
-"""Write one model version per the model-version contract (docs/model-format.md).
-
-A version is written whole into a dot-named staging directory inside the base path and then
-renamed to its integer name: a rename within one filesystem is atomic, so a server polling the
-base path sees either no version or a complete one, never half a model.
+"""Write one model version per the model-version contract (docs/model-format.md): the two
+signatures around the trained model, labels, metadata and warm-up requests, published by
+model_format.publish (staging directory, then an atomic rename).
 """
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,24 +12,11 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from model_format.versions import parse_version
-from trainer.imaging import decode_batch
-
-IMAGE_INPUT = "image_bytes"
-PIXELS_INPUT = "images"
-PIXELS_SIGNATURE = "predict_pixels"
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = "tf_serving_warmup_requests"
-STAGING_PREFIX = ".staging-"
-
-
-def existing_versions(base_path: Path) -> list[int]:
-    """Version directories under base_path by the server's own rule (model_format.versions), so the
-    next version the trainer writes is the one the server will see as newest."""
-    if not base_path.is_dir():
-        return []
-    versions = ((parse_version(p.name), p) for p in base_path.iterdir())
-    return sorted(v for v, p in versions if v is not None and p.is_dir())
+from model_format.contract import (
+    DEFAULT_SIGNATURE, IMAGE_INPUT, PIXELS_INPUT, PIXELS_SIGNATURE, WARMUP_PATH, write_labels, write_metadata,
+)
+from model_format.imaging import decode_batch
+from model_format.publish import publish_next, staging_dir
 
 
 def _signature_outputs(probabilities: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -94,21 +77,10 @@ def write_warmup_requests(path: Path, model_name: str, images: Sequence[bytes]) 
 
 def _write_extras(directory: Path, labels: Sequence[str], metadata: dict[str, Any],
                   model_name: str, warmup_images: Sequence[bytes]) -> None:
-    (directory / "assets").mkdir(exist_ok=True)
-    (directory / "assets" / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
-    extra = directory / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    (extra / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    write_labels(directory, list(labels))
+    write_metadata(directory, metadata)
     if warmup_images:
-        write_warmup_requests(extra / WARMUP_FILE, model_name, warmup_images)
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file so the rename publishes data that is on disk, not just in page cache."""
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
+        write_warmup_requests(directory / WARMUP_PATH, model_name, warmup_images)
 
 
 def export_version(
@@ -131,7 +103,7 @@ def export_version(
     """
     base = Path(base_path)
     base.mkdir(parents=True, exist_ok=True)
-    staging = base / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging = staging_dir(base)
     try:
         _archive(model, labels, image_size).write_out(str(staging), verbose=False)
         for name, content in (files or {}).items():
@@ -145,26 +117,10 @@ def export_version(
 
 def _publish(staging: Path, base: Path, model_name: str, labels: Sequence[str], image_size: int,
              metadata: dict[str, Any], warmup_images: Sequence[bytes]) -> int:
-    """Pick the next version number and rename staging onto it (retrying if another writer won)."""
-    while True:
-        version = max(existing_versions(base), default=0) + 1
+    """Rename staging onto the next version, its metadata naming that version."""
+    def finish(directory: Path, version: int) -> None:
         full = {**metadata, "name": model_name, "version": version,
                 "image_size": image_size, "class_names": list(labels)}
-        _write_extras(staging, labels, full, model_name, warmup_images)
-        _fsync_tree(staging)
-        try:
-            os.rename(staging, base / str(version))
-            return version
-        except OSError:
-            if not (base / str(version)).exists():
-                raise
+        _write_extras(directory, labels, full, model_name, warmup_images)
 
-
-def read_labels(version_dir: str | os.PathLike[str]) -> list[str]:
-    """Class names of an exported version, in index order."""
-    return Path(version_dir, "assets", "labels.txt").read_text().splitlines()
-
-
-def read_metadata(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The version's assets.extra/metadata.json."""
-    return json.loads(Path(version_dir, "assets.extra", "metadata.json").read_text())
+    return publish_next(staging, base, finish)

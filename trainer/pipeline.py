@@ -1,4 +1,4 @@
-"""tf.data input streams: read, decode and resize with trainer.imaging, cache, batch, prefetch.
+"""tf.data input streams: read, decode and resize with model_format.imaging, cache, batch, prefetch.
 
 Augmentation (Keras preprocessing layers) is applied to training batches only, after the cache,
 so every epoch sees fresh variations of the decoded images.
@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from trainer.data import Split
-from trainer.imaging import decode_and_resize
+from model_format.imaging import decode_and_resize
 
 
 def augmenter(seed: int) -> keras.Sequential:

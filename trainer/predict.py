@@ -10,9 +10,10 @@ from typing import Iterator
 
 import numpy as np
 
+from model_format.contract import DEFAULT_SIGNATURE, IMAGE_INPUT, read_labels
+from model_format.versions import existing_versions
 from trainer.data import IMAGE_SUFFIXES, is_hidden, is_readable
 from trainer.errors import TrainerError
-from trainer.export import DEFAULT_SIGNATURE, IMAGE_INPUT, existing_versions, read_labels
 
 
 def resolve_version(base_path: Path, version: int | None) -> Path:

@@ -10,7 +10,8 @@ the same model replaces that model's previous figures (``push_to_gateway`` is a 
 runs of other models are untouched. The ``model`` label comes from the grouping key, so the metrics
 themselves do not carry it (the Pushgateway rejects pushes whose labels contradict the key).
 
-Metric names (fixed in coord/INTERFACES.md) and the ``figures`` key each comes from:
+Metric names (the dashboard and alert rules of k8s/monitoring read them; docs/monitoring.md) and
+the ``figures`` key each comes from:
 
     trainer_stage_accuracy{model,stage}            figures["stage_accuracy"][stage]
     trainer_stage_duration_seconds{model,stage}    figures["stage_duration_seconds"][stage]

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from model_format.training import FT_SCHEDULES
 from serving.errors import ServingError
-from trainer.config import FT_SCHEDULES
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 

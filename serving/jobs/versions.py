@@ -10,13 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-
-def existing_versions(base_path: Path) -> list[int]:
-    """trainer.export's rule, imported on use: that module imports TensorFlow, which must not be
-    loaded into the gunicorn master (it would cost the master ~600 MB and run before the fork)."""
-    from trainer.export import existing_versions as versions_on_disk
-
-    return versions_on_disk(base_path)
+from model_format.contract import read_metadata
+from model_format.versions import existing_versions   # TF-free: safe in the gunicorn master
 
 
 def highest_version(base_path: Path) -> int:
@@ -36,7 +31,7 @@ def export_summary(base_path: Path, version: int | None) -> dict[str, Any] | Non
     if version is None:
         return None
     try:
-        metadata = json.loads((Path(base_path) / str(version) / "assets.extra" / "metadata.json").read_text())
+        metadata = read_metadata(Path(base_path) / str(version))
     except (OSError, ValueError):
         return None
     if "exported_stage" not in metadata:

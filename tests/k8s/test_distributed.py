@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.processes import free_port
 from tests.conftest import REPO
 from trainer.distributed import ClusterSpec, cluster_from_environment, export_base_path
 
@@ -45,16 +45,10 @@ def test_malformed_cluster_settings_fail_loudly(env: dict, needle: str) -> None:
         cluster_from_environment(env)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_workers_train_in_sync_on_loopback(tmp_path: Path) -> None:
     """Two processes, as two pods of the Indexed Job would be: same weights after training on
     different data means the gradients really were all-reduced across workers."""
-    hosts = f"localhost:{_free_port()},localhost:{_free_port()}"
+    hosts = f"localhost:{free_port()},localhost:{free_port()}"
     procs = []
     for index in (0, 1):
         env = {**os.environ, "TRAINER_WORKER_HOSTS": hosts, "JOB_COMPLETION_INDEX": str(index),
@@ -92,7 +86,7 @@ def test_trainer_cli_trains_across_two_workers(tmp_path: Path) -> None:
     from tests.trainer.conftest import make_dataset, tinted_image, tiny_args
 
     data, base = make_dataset(tmp_path / "data", corrupt=False), tmp_path / "models"
-    workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
     procs, logs = [], []
     for index in (0, 1):
         scratch = tmp_path / f"tmp{index}"
@@ -116,7 +110,7 @@ def test_trainer_cli_trains_across_two_workers(tmp_path: Path) -> None:
 
     import tensorflow as tf
 
-    from trainer.export import read_metadata
+    from model_format.contract import read_metadata
 
     assert read_metadata(chief_dir)["devices"]["replicas"] == 2
     loaded = tf.saved_model.load(str(chief_dir))

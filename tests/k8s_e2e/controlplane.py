@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import REPO
-from tests.server_process import free_port
+from bench.processes import free_port
 
 SCRIPTS = REPO / "scripts" / "k8s"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transfer-serving" / "k8s-1.20"

@@ -6,7 +6,6 @@ started them. `PrometheusAPI` is the small HTTP API client the tests evaluate qu
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from bench.processes import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "k8s" / "monitoring"
 DEBS = ("prometheus", "prometheus-pushgateway")
@@ -22,12 +23,6 @@ DEBS = ("prometheus", "prometheus-pushgateway")
 
 def ensure_debs() -> None:
     subprocess.run([str(REPO / "scripts" / "ensure-debs.sh"), *DEBS], check=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

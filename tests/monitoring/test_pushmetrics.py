@@ -7,7 +7,7 @@ import math
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.monitoring.promstack import free_port
+from bench.processes import free_port
 from trainer.pushmetrics import push_run_metrics
 
 FIGURES = {

@@ -167,3 +167,15 @@ def test_cancel_a_running_job(root: Path) -> None:
     again = client.delete(f"/v1/jobs/{job_id}", headers=AUTH)
     assert again.status_code == 412 and "already finished" in again.get_json()["error"]
     assert client.delete("/v1/jobs/0123456789", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ({}, "--data-root"),
+    ({"data_root": "/d"}, "--jobs-dir"),
+    ({"data_root": "/d", "jobs_dir": "/j"}, None),
+    ({"data_root": "/d", "retrain_backend": "kubernetes", "k8s_namespace": "ns"}, "--trainer-job-template"),
+])
+def test_retrain_settings_name_what_an_enabled_api_lacks(extra: dict, problem: str | None) -> None:
+    settings = retrain_api.RetrainSettings.of(SimpleNamespace(extra={"admin_token_file": "/t", **extra}))
+    assert settings.retrain_poll_interval == 2.0 and settings.admin_token_file == "/t"
+    assert (problem in settings.problem()) if problem else settings.problem() is None

@@ -1,4 +1,4 @@
-"""The batcher's departures from TF Serving, and a race between its batch threads.
+"""serving.batcher: batching, splitting back, limits, and its departures from TF Serving.
 
 - A lone request after a batch of one runs at once. Found by the serving benchmark
   (docs/benchmarks.md): at concurrency 1 every request waited the whole batch_timeout_micros for
@@ -12,9 +12,11 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from serving.batcher import BatchQueue
 from serving.config import BatchingOptions
+from serving.errors import ServingError
 
 
 class Model:
@@ -111,3 +113,90 @@ def test_queued_requests_are_shared_among_idle_batch_threads() -> None:
         thread.join()
     queue.close()
     assert sorted(calls) == [2, 2], calls
+
+
+class RecordingModel:
+    """Doubles its input; remembers the batch sizes it was called with; fails on negative rows."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[int] = []
+        self.delay = delay
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        self.calls.append(len(x))
+        time.sleep(self.delay)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2, "sum": x.sum(axis=1)}
+
+
+def _concurrently(queue: BatchQueue, requests: list[np.ndarray]) -> list[object]:
+    results: list[object] = [None] * len(requests)
+    def call(index: int) -> None:
+        try:
+            results[index] = queue.submit({"x": requests[index]})
+        except ServingError as error:
+            results[index] = error
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_batcher_groups_requests_of_different_sizes_and_splits_them_back() -> None:
+    model = RecordingModel(delay=0.05)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
+    requests = [np.full((size, 2), float(i)) for i, size in enumerate([1, 3, 2, 5, 1, 4])]
+    results = _concurrently(queue, requests)
+    queue.close()
+    for request, result in zip(requests, results):
+        assert isinstance(result, dict)
+        np.testing.assert_array_equal(result["y"], request * 2)
+        np.testing.assert_array_equal(result["sum"], request.sum(axis=1))
+    assert sum(model.calls) == 16 and len(model.calls) < len(requests)   # grouped
+
+
+def test_batcher_respects_max_batch_size() -> None:
+    model = RecordingModel(delay=0.02)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=4, batch_timeout_micros=20_000), "m", 1)
+    results = _concurrently(queue, [np.ones((1, 2)) * i for i in range(12)])
+    queue.close()
+    assert all(isinstance(r, dict) for r in results)
+    assert max(model.calls) <= 4 and sum(model.calls) == 12
+
+
+def test_one_bad_request_does_not_fail_its_batch() -> None:
+    model = RecordingModel(delay=0.02)
+    queue = BatchQueue(model, BatchingOptions(num_batch_threads=1, max_batch_size=32, batch_timeout_micros=50_000), "m", 1)
+    requests = [np.ones((2, 2)), -np.ones((1, 2)), np.ones((3, 2)) * 3]
+    results = _concurrently(queue, requests)
+    queue.close()
+    assert isinstance(results[1], ServingError) and results[1].code == "INVALID_ARGUMENT"
+    assert "negative input" in results[1].message
+    np.testing.assert_array_equal(results[0]["y"], requests[0] * 2)
+    np.testing.assert_array_equal(results[2]["y"], requests[2] * 2)
+
+
+def test_full_queue_answers_unavailable_at_once() -> None:
+    release = threading.Event()
+    def blocked(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        release.wait(10)
+        return {"y": inputs["x"]}
+    queue = BatchQueue(blocked, BatchingOptions(num_batch_threads=1, max_batch_size=2, batch_timeout_micros=0,
+                                                max_enqueued_batches=1), "m", 1)
+    waiting = [threading.Thread(target=queue.submit, args=({"x": np.ones((1, 1))},)) for _ in range(3)]
+    for thread in waiting:        # one runs (blocked), two fill the queue
+        thread.start()
+        time.sleep(0.05)
+    started = time.perf_counter()
+    with pytest.raises(ServingError) as refused:
+        queue.submit({"x": np.ones((1, 1))})
+    assert refused.value.code == "UNAVAILABLE" and "queue full" in refused.value.message
+    assert time.perf_counter() - started < 0.5
+    release.set()
+    for thread in waiting:
+        thread.join()
+    queue.close()

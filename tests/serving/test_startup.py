@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.server_process import free_port
+from bench.processes import free_port
 
 
 def _serve(base: Path, *flags: str, rest_port: int | None = None, grpc_port: int = 0) -> subprocess.CompletedProcess:

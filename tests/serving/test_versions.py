@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model_format.versions import parse_version
+from model_format.versions import existing_versions, parse_version
 from serving.config import BatchingOptions, ModelConfig, RuntimeOptions
 from serving.manager import ServableManager
 from serving.source import Reported, scan
-from trainer.export import existing_versions
 from tests.helpers import export_tiny
 
 

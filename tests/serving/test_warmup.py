@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving import loader
+from model_format.contract import WARMUP_PATH
+from serving import loader, warmup
+from serving.servable import Signature
 from serving.config import BatchingOptions, ModelConfig, RuntimeOptions
 from serving.manager import ServableManager
 from tests.helpers import export_tiny, image_bytes
@@ -25,15 +27,15 @@ def test_warmup_batch_sizes_run_while_loading(tmp_path: Path, monkeypatch: pytes
     batching = BatchingOptions(max_batch_size=6, warmup_batch_sizes=warmup)
     manager = ServableManager((ModelConfig("tiny", base, batching=batching, runtime=RuntimeOptions(runtime)),))
     calls: list[tuple[str, int, str, dict]] = []
-    real_run = loader.Signature.run
+    real_run = Signature.run
 
-    def recording_run(self: loader.Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def recording_run(self: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = real_run(self, inputs)
         state = {s.version: s.state for s in manager.status("tiny")}.get(1, "START")
         calls.append((self.name, len(next(iter(inputs.values()))), state, outputs))
         return outputs
 
-    monkeypatch.setattr(loader.Signature, "run", recording_run)
+    monkeypatch.setattr(Signature, "run", recording_run)
     manager.poll()
     try:
         sizes = {(name, size) for name, size, _, _ in calls}
@@ -52,7 +54,7 @@ def test_warmup_batch_sizes_run_while_loading(tmp_path: Path, monkeypatch: pytes
 
 def test_a_version_without_warmup_records_still_loads(tmp_path: Path) -> None:
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
+    (version_dir / WARMUP_PATH).unlink()
     result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=6))
     assert result.error is None and result.servable is not None
 
@@ -61,9 +63,9 @@ def test_allowed_batch_sizes_pad_each_call_and_warm_every_size(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
     seen: list[int] = []
-    real = loader.Signature.__init__
+    real = Signature.__init__
 
-    def recording_init(self: loader.Signature, *args, **kwargs) -> None:
+    def recording_init(self: Signature, *args, **kwargs) -> None:
         real(self, *args, **kwargs)
         function = self.function
         def shape_recording(inputs):
@@ -71,7 +73,7 @@ def test_allowed_batch_sizes_pad_each_call_and_warm_every_size(tmp_path: Path,
             return function(inputs)
         self.function = shape_recording
 
-    monkeypatch.setattr(loader.Signature, "__init__", recording_init)
+    monkeypatch.setattr(Signature, "__init__", recording_init)
     batching = BatchingOptions(max_batch_size=8, allowed_batch_sizes=(2, 4, 8), num_batch_threads=2)
     servable = loader.load_version("tiny", 1, version_dir, batching, RuntimeOptions("tensorflow")).servable
     assert servable is not None
@@ -127,17 +129,17 @@ def test_over_limit_warmup_image_is_skipped_and_named(tmp_path: Path, caplog: py
     from trainer.export import write_warmup_requests
 
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    write_warmup_requests(version_dir / "assets.extra" / loader.WARMUP_FILE, "tiny",
+    write_warmup_requests(version_dir / WARMUP_PATH, "tiny",
                           [_png_header_only(12000, 12000), image_bytes(3)])
     started = time.monotonic()
-    with caplog.at_level("WARNING", logger=loader.__name__):
+    with caplog.at_level("WARNING", logger=warmup.__name__):
         result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=2),
                                      RuntimeOptions(runtime="tensorflow", max_image_pixels=25_000_000))
     assert result.error is None and result.servable is not None
     assert time.monotonic() - started < 30
     assert "skipping warm-up record 0 is 12000x12000 = 144000000 pixels, over the limit of 25000000" \
         in caplog.text
-    assert loader.recorded_images(loader.read_warmup_records(version_dir, 25_000_000)) == [image_bytes(3)]
+    assert warmup.recorded_images(warmup.read_warmup_records(version_dir, 25_000_000)) == [image_bytes(3)]
 
 
 def test_a_version_without_warmup_records_is_warmed_with_generated_images(
@@ -146,15 +148,15 @@ def test_a_version_without_warmup_records_is_warmed_with_generated_images(
     from serving.config import RuntimeOptions
 
     version_dir = export_tiny(tmp_path / "tiny", seed=1)
-    (version_dir / "assets.extra" / loader.WARMUP_FILE).unlink()
+    (version_dir / WARMUP_PATH).unlink()
     calls: list[tuple[str, int]] = []
-    real_run = loader.Signature.run
+    real_run = Signature.run
 
-    def recording_run(self: loader.Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def recording_run(self: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         calls.append((self.name, len(next(iter(inputs.values())))))
         return real_run(self, inputs)
 
-    monkeypatch.setattr(loader.Signature, "run", recording_run)
+    monkeypatch.setattr(Signature, "run", recording_run)
     result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=3),
                                  RuntimeOptions(runtime="tensorflow"))
     assert result.error is None

@@ -11,7 +11,7 @@ import time
 
 from tests.conftest import REPO
 from tests.trainer.conftest import tiny_args
-from trainer.export import read_metadata
+from model_format.contract import read_metadata
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 

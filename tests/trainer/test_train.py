@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import trainer.export
+import model_format.publish
+from model_format.contract import read_labels, read_metadata
+from model_format.imaging import decode_and_resize
 from tests.helpers import image_bytes, tiny_model
 from tests.trainer.conftest import tiny_args, tinted_image
 from trainer.backbones import BACKBONES, BackbonePreprocess, get_backbone
 from trainer.cli import main
 from trainer.errors import TrainerError
-from trainer.export import export_version, read_labels, read_metadata
-from trainer.imaging import decode_and_resize
+from trainer.export import export_version
 
 
 def test_exported_model_matches_in_memory_model_on_jpeg_bytes(tiny_run):
@@ -81,7 +82,7 @@ def test_train_twice_gives_versions_1_and_2_and_staging_is_never_numeric(tiny_da
         renames.append((os.path.basename(src), os.path.basename(dst)))
         return real_rename(src, dst)
 
-    monkeypatch.setattr(trainer.export.os, "rename", recording_rename)
+    monkeypatch.setattr(model_format.publish.os, "rename", recording_rename)
     base = tmp_path / "models"
     first = run(TrainConfig(data=str(tiny_data), model_name="tiny", model_base_path=str(base),
                             weights="none", image_size=32, epochs=3, ft_epochs=0, batch_size=8,
@@ -105,7 +106,7 @@ def test_failed_export_leaves_neither_version_nor_staging(tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer.export, "_fsync_tree", broken)
+    monkeypatch.setattr(model_format.publish, "fsync_tree", broken)
     with pytest.raises(OSError, match="disk full"):
         export_version(tiny_model(1), tmp_path, model_name="m", labels=["a", "b", "c"],
                        image_size=32, metadata={})
@@ -209,7 +210,7 @@ def test_warmup_records_hold_images_at_the_model_size(tiny_run):
 
     from PIL import Image
 
-    from serving.loader import read_warmup_records, recorded_images
+    from serving.warmup import read_warmup_records, recorded_images
 
     images = recorded_images(read_warmup_records(tiny_run.version_dir, 25_000_000))
     assert len(images) == 3

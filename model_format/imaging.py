@@ -1,7 +1,9 @@
-"""Image decoding and resizing shared by the training input pipeline and the exported graph.
+"""Image decoding and resizing: part of the contract, shared by the trainer and the server.
 
-One function for both sides is the point: the serving signature decodes encoded bytes with
-exactly the ops the trainer used, so training and serving cannot drift apart.
+One function for every side is the point: the training input pipeline, the exported serving
+signature and the server (its warm-up batches, the pixels it checks a fast form with) decode
+encoded bytes with the same ops, so training and serving cannot drift apart.
+This module imports TensorFlow (the ops themselves); the rest of model_format does not.
 """
 from __future__ import annotations
 
