@@ -6,7 +6,6 @@ keeps the rule exact unless someone exports into the same base path by hand mean
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
