@@ -118,11 +118,13 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "else TensorFlow (docs/serving.md, \"Runtimes\").", kind="table", width=12,
               options={"format": "table", "instant": True}),
         Panel("Runtime fallbacks (since server start)",
-              [Query(f"sum by (version, cause) (serving_model_runtime_fallbacks_total{{{M}}})",
+              [Query(f"sum by (version, cause) (serving_model_runtime_fallbacks_total{{{M}}}) or "
+                     f"sum by (version) (serving_model_runtime_info{{{M}}}) * 0",
                      "v{{version}} {{cause}}")],
               "Versions served on a slower runtime or precision than configured, by cause "
-              "(conversion_failed, invalid_form, mismatch, precision_refused, no_contract); the "
-              "reason is in the model status and the log.", width=12),
+              "(conversion_failed, invalid_form, mismatch, precision_refused, no_contract); 0 for a "
+              "loaded version served as asked. The reason is in the model status and the log.",
+              width=12),
     ]),
     ("Accuracy and drift", [
         Panel("Evaluation accuracy per version (offline)",
