@@ -26,8 +26,9 @@ def serving_runtime(request: pytest.FixtureRequest) -> str:
 # What `make test-fast` (`-m "not slow"`, under 2 minutes) leaves out; `make test` runs it all.
 # Suites that install Debian or pip packages (monitoring's Prometheus stack, the Kubernetes schema
 # tools) or run for minutes (chaos, the bench smoke test, the retrain end to end, training runs in
-# subprocesses, hot swaps and shutdowns waited out in real time), and every test that needs the
-# session's real training run (the `tiny_run` fixture, ~90 s).
+# subprocesses, hot swaps and shutdowns waited out in real time, the forced stage-2 collapse, the
+# schemathesis fuzz of every operation, the browser), and every test that needs the session's real
+# training run (the `tiny_run` fixture, ~90 s).
 SLOW_PATHS = (
     "tests/monitoring/",
     "tests/chaos/",
@@ -39,6 +40,9 @@ SLOW_PATHS = (
     "tests/trainer/test_processes.py",
     "tests/trainer/test_real_backbone.py",
     "tests/trainer/test_train.py::test_train_twice",
+    "tests/trainer/test_stage_choice.py::test_a_collapsed_stage2_is_not_exported",
+    "tests/serving/test_schemathesis.py",
+    "tests/web/",
     "tests/serving/test_lifecycle.py",
     "tests/grpc/test_lifecycle.py",
     "tests/test_tensorflow_logs.py",
