@@ -199,7 +199,7 @@ def choose(path: Path, saved_model: Any, reference: Callable[[Arrays], Arrays] |
         if wanted == "litert":
             raise FastFormRefused("no_contract", "--runtime litert serves image-contract models only")
         return RuntimeChoice(note="not an image-contract model: TensorFlow serves it", cause="no_contract"), {}
-    samples = list(images) + generated_images(image_size)
+    samples = list(dict.fromkeys([*images, *generated_images(image_size)]))   # the warm-up may be the generated ones
     notes: list[str] = []
     for attempt in dict.fromkeys((precision, "fp32")):
         try:

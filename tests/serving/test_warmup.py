@@ -161,3 +161,25 @@ def test_a_version_without_warmup_records_is_warmed_with_generated_images(
                                  RuntimeOptions(runtime="tensorflow"))
     assert result.error is None
     assert {("serving_default", n) for n in (1, 2, 3)} | {("predict_pixels", 3)} <= set(calls)
+
+
+def test_without_records_the_fast_form_is_checked_on_each_generated_image_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generated images are both the warm-up and the check's extra images: no image twice."""
+    from serving import inference_runtime
+    from serving.config import RuntimeOptions
+
+    version_dir = export_tiny(tmp_path / "tiny", seed=1)
+    (version_dir / WARMUP_PATH).unlink()
+    checked: list[int] = []
+    real_verify = inference_runtime.verify
+
+    def counting_verify(reference, candidate, pixels, precision):   # noqa: ANN001 - the real signature
+        checked.append(len(pixels))
+        return real_verify(reference, candidate, pixels, precision)
+
+    monkeypatch.setattr(inference_runtime, "verify", counting_verify)
+    result = loader.load_version("tiny", 1, version_dir, BatchingOptions(max_batch_size=3),
+                                 RuntimeOptions(runtime="litert"))
+    assert result.error is None and result.servable.runtime.runtime == "litert"
+    assert checked == [inference_runtime.GENERATED_IMAGES]
