@@ -209,3 +209,30 @@ class BatchQueue:
         except Exception as error:  # noqa: BLE001 - becomes this request's error
             task.error = as_serving_error(error)
         task.done.set()
+
+
+class BatchQueues:
+    """The batch queues of every available version, one per signature: opened when the version
+    becomes available, closed (after their queued requests ran) when it is unloaded. The core
+    owns this registry; a servable knows nothing of how its requests are batched."""
+
+    def __init__(self) -> None:
+        self._by_version: dict[int, dict[str, BatchQueue]] = {}   # id(servable) -> queues
+        self._lock = threading.Lock()
+
+    def open(self, servable: object, model: str, version: int,
+             signatures: dict[str, Callable[[Arrays], Arrays]], options: BatchingOptions) -> None:
+        queues = {name: BatchQueue(run, options, model, version, name) for name, run in signatures.items()}
+        with self._lock:
+            self._by_version[id(servable)] = queues
+
+    def close(self, servable: object) -> None:
+        """Stop taking requests; the queues drop their references to the signature functions."""
+        with self._lock:
+            queues = self._by_version.pop(id(servable), {})
+        for queue in queues.values():
+            queue.close()
+
+    def get(self, servable: object, signature: str) -> BatchQueue | None:
+        """The signature's queue while the version is available, else None."""
+        return self._by_version.get(id(servable), {}).get(signature)

@@ -30,7 +30,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from model_format.contract import DEFAULT_SIGNATURE, IMAGE_INPUT
 from serving import metrics
-from serving.batcher import BatchQueue, as_serving_error
+from serving.batcher import BatchQueue, BatchQueues, as_serving_error
 from serving.config import ServerOptions
 from serving.errors import ServingError, invalid, too_large, unavailable
 from serving.examples import (CLASSIFY_METHOD, REGRESS_METHOD, ExampleInput, classifications,
@@ -99,6 +99,7 @@ class ServingCore:
             load_retry_interval=options.load_retry_interval, max_load_retries=options.max_load_retries,
             on_available=self._attach, on_unloaded=self._detach)
         self.predictions = PredictionStore(options.prediction_store_size)
+        self.queues = BatchQueues()
         metrics.serve_models(self.manager.model_names())
         self._draining = threading.Event()
         self._stopped = threading.Event()
@@ -133,8 +134,8 @@ class ServingCore:
 
     def _attach(self, servable: Servable) -> None:
         batching = self.manager.model_config(servable.model).batching
-        servable.queues = {name: BatchQueue(signature.run, batching, servable.model, servable.version, name)
-                           for name, signature in servable.signatures.items()}
+        self.queues.open(servable, servable.model, servable.version,
+                         {name: signature.run for name, signature in servable.signatures.items()}, batching)
         metrics.start_version_series(servable.model, servable.version)
         choice = servable.runtime
         metrics.RUNTIME_INFO.labels(servable.model, str(servable.version), choice.runtime, choice.precision).set(1)
@@ -145,9 +146,7 @@ class ServingCore:
                 metrics.EVAL_ACCURACY.labels(servable.model, str(servable.version), stage).set(figures["accuracy"])
 
     def _detach(self, servable: Servable) -> None:
-        for queue in servable.queues.values():
-            queue.close()
-        servable.queues = {}          # the queues hold the signature functions: let the model go
+        self.queues.close(servable)   # the queues hold the signature functions: let the model go
         choice = servable.runtime
         try:
             metrics.RUNTIME_INFO.remove(servable.model, str(servable.version), choice.runtime, choice.precision)
@@ -214,7 +213,7 @@ class ServingCore:
                 if unknown:
                     raise invalid(f"output_filter names unknown outputs {sorted(unknown)} "
                                   f"(signature {chosen.name!r} has {sorted(chosen.outputs)})")
-            outputs = _run(servable, chosen, arrays)
+            outputs = self._run(servable, chosen, arrays)
             self._observe(servable, outputs)
             if output_filter:
                 outputs = {name: outputs[name] for name in output_filter}
@@ -241,7 +240,7 @@ class ServingCore:
         if len(errors) == len(images):
             raise errors[0]
         with self.manager.acquire(model, version, label) as servable, _about(servable):
-            queue = servable.queues[DEFAULT_SIGNATURE]
+            queue = self._queue(servable, DEFAULT_SIGNATURE)
             good = [i for i in range(len(images)) if i not in errors]
             try:
                 outputs = queue.submit({IMAGE_INPUT: np.array([images[i] for i in good], dtype=object)})
@@ -321,7 +320,28 @@ class ServingCore:
         if chosen.inputs[name].dtype != object:
             raise invalid(f"Input tensor {name!r} of signature {chosen.name!r} is not a string tensor of "
                           f"serialized tf.Examples")
-        return _run(servable, chosen, {name: examples.serialized()})
+        return self._run(servable, chosen, {name: examples.serialized()})
+
+    def _queue(self, servable: Servable, signature: str) -> BatchQueue:
+        queue = self.queues.get(servable, signature)
+        if queue is None:
+            raise unavailable(f"model {servable.model!r} version {servable.version} is being unloaded; retry")
+        return queue
+
+    def _run(self, servable: Servable, signature: Signature, arrays: Arrays) -> Arrays:
+        """Through the signature's batch queue when requests can be joined (a batch dimension on
+        every input and output, and the request has the signature's ranks); else called directly,
+        as TF Serving runs an unbatched signature."""
+        queue = self.queues.get(servable, signature.name)
+        joinable = signature.batchable and all(
+            spec.shape is not None and arrays[name].ndim == len(spec.shape) and arrays[name].ndim > 0
+            for name, spec in signature.inputs.items() if name in arrays)
+        if queue is not None and joinable and arrays:
+            return queue.submit(arrays)
+        try:
+            return signature.function(arrays)
+        except Exception as error:  # noqa: BLE001 - a model error is this request's error
+            raise as_serving_error(error) from None
 
     def _classify_one_by_one(self, servable: Servable, images: Sequence[bytes],
                              errors: dict[int, ServingError], top_k: int) -> ClassifyResult:
@@ -332,7 +352,7 @@ class ServingCore:
                 items.append(ImageResult(None, error=errors[index]))
                 continue
             try:
-                outputs = servable.queues[DEFAULT_SIGNATURE].submit({IMAGE_INPUT: np.array([data], dtype=object)})
+                outputs = self._queue(servable, DEFAULT_SIGNATURE).submit({IMAGE_INPUT: np.array([data], dtype=object)})
             except ServingError as error:
                 items.append(ImageResult(None, error=invalid(f"image {index}: {error.message}")))
                 continue
@@ -391,22 +411,6 @@ def _signature(servable: Servable, name: str | None) -> Signature:
         raise invalid(f"Serving signature name: \"{name}\" not found in signature def (model {servable.model!r} "
                       f"version {servable.version} has {sorted(servable.signatures)})")
     return servable.signatures[name]
-
-
-def _run(servable: Servable, signature: Signature, arrays: Arrays) -> Arrays:
-    """Through the signature's batch queue when requests can be joined (a batch dimension on
-    every input and output, and the request has the signature's ranks); else called directly,
-    as TF Serving runs an unbatched signature."""
-    queue = servable.queues.get(signature.name)
-    joinable = signature.batchable and all(
-        spec.shape is not None and arrays[name].ndim == len(spec.shape) and arrays[name].ndim > 0
-        for name, spec in signature.inputs.items() if name in arrays)
-    if queue is not None and joinable and arrays:
-        return queue.submit(arrays)
-    try:
-        return signature.function(arrays)
-    except Exception as error:  # noqa: BLE001 - a model error is this request's error
-        raise as_serving_error(error) from None
 
 
 def _to_array(name: str, value: Any, spec: TensorSpec, strict_shapes: bool = True) -> np.ndarray:

@@ -14,7 +14,6 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from model_format.contract import PIXELS_INPUT, PIXELS_SIGNATURE
-from serving.batcher import BatchQueue
 from serving.inference_runtime import RuntimeChoice
 
 Arrays = dict[str, np.ndarray]
@@ -90,7 +89,6 @@ class Servable:
     runtime: RuntimeChoice = RuntimeChoice()
     image_contract: bool = True        # labels + image signatures: classify_image, feedback, LiteRT
     closer: Callable[[], None] | None = field(default=None, repr=False)   # frees a session runner
-    queues: dict[str, BatchQueue] = field(default_factory=dict, repr=False)   # per signature (core)
     _refs: int = field(default=0, repr=False)
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
