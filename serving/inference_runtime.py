@@ -29,6 +29,7 @@ import numpy as np
 
 from model_format import fast_form
 from model_format.litert import LiteRTModel
+from serving.runtime import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def load_fast(path: Path, saved_model: Any, reference: Callable[[Arrays], Arrays
     check_precision(metadata, precision)
     content = _form_content(path, precision, saved_model)
     try:
-        model = LiteRTModel(content)
+        model = LiteRTModel(content, threads=available_cpus())   # a lone call uses every CPU
     except (ValueError, RuntimeError) as error:
         raise FastFormRefused("invalid_form", f"LiteRT cannot load {fast_form.FILES[precision]}: "
                                               f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}")
