@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -37,6 +37,7 @@ import tensorflow as tf
 from serving.config import BatchingOptions
 from serving.errors import ServingError, invalid, unavailable
 from serving.metrics import BATCH_SIZE, QUEUE_WAIT
+from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
@@ -220,19 +221,24 @@ class BatchQueues:
         self._by_version: dict[int, dict[str, BatchQueue]] = {}   # id(servable) -> queues
         self._lock = threading.Lock()
 
-    def open(self, servable: object, model: str, version: int,
-             signatures: dict[str, Callable[[Arrays], Arrays]], options: BatchingOptions) -> None:
-        queues = {name: BatchQueue(run, options, model, version, name) for name, run in signatures.items()}
+    def open(self, servable: Servable, options: BatchingOptions) -> None:
+        """One queue per signature. A signature whose rows run one by one (no `batch_gain`) gets
+        nothing from a bigger batch, so its queue never waits for partners: a batch thread takes
+        what is queued at once, and no core idles out the batch timeout."""
+        queues = {name: BatchQueue(signature.run,
+                                   options if signature.batch_gain else replace(options, batch_timeout_micros=0),
+                                   servable.model, servable.version, name)
+                  for name, signature in servable.signatures.items()}
         with self._lock:
             self._by_version[id(servable)] = queues
 
-    def close(self, servable: object) -> None:
+    def close(self, servable: Servable) -> None:
         """Stop taking requests; the queues drop their references to the signature functions."""
         with self._lock:
             queues = self._by_version.pop(id(servable), {})
         for queue in queues.values():
             queue.close()
 
-    def get(self, servable: object, signature: str) -> BatchQueue | None:
+    def get(self, servable: Servable, signature: str) -> BatchQueue | None:
         """The signature's queue while the version is available, else None."""
         return self._by_version.get(id(servable), {}).get(signature)

@@ -134,8 +134,7 @@ class ServingCore:
 
     def _attach(self, servable: Servable) -> None:
         batching = self.manager.model_config(servable.model).batching
-        self.queues.open(servable, servable.model, servable.version,
-                         {name: signature.run for name, signature in servable.signatures.items()}, batching)
+        self.queues.open(servable, batching)
         metrics.start_version_series(servable.model, servable.version)
         choice = servable.runtime
         metrics.RUNTIME_INFO.labels(servable.model, str(servable.version), choice.runtime, choice.precision).set(1)

@@ -121,7 +121,7 @@ def _choose_runtime(servable: Servable, options: RuntimeOptions, images: list[by
                                          images)
     for name, function in functions.items():
         signature = servable.signatures[name]
-        servable.signatures[name] = Signature(name, signature.inputs, signature.outputs, function)
+        servable.signatures[name] = Signature(name, signature.inputs, signature.outputs, function, batch_gain=False)
     if functions and set(functions) >= set(servable.signatures):
         servable.saved_model = None
 

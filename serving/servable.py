@@ -38,6 +38,7 @@ class Signature:
     outputs: dict[str, TensorSpec]
     function: Callable[[Arrays], Arrays]        # numpy inputs by name -> numpy outputs by name
     allowed_batch_sizes: tuple[int, ...] = ()   # pad batches up to one of these (empty: any size)
+    batch_gain: bool = True      # a bigger batch costs less per row; False: rows run one by one (LiteRT)
 
     @property
     def batchable(self) -> bool:

@@ -200,3 +200,27 @@ def test_full_queue_answers_unavailable_at_once() -> None:
     for thread in waiting:
         thread.join()
     queue.close()
+
+
+def test_a_signature_that_runs_rows_one_by_one_never_waits_for_partners() -> None:
+    """BatchQueues opens the queue of a signature without `batch_gain` (LiteRT) with no batch
+    timeout: a bigger batch would save it nothing, so waiting would only idle a core."""
+    from pathlib import Path
+
+    from serving.batcher import BatchQueues
+    from serving.servable import Servable, Signature, TensorSpec
+
+    spec = {"x": TensorSpec(np.dtype(np.float64), (None, 1))}
+    signatures = {name: Signature(name, spec, {"y": spec["x"]}, Model(delay=0.0), batch_gain=gain)
+                  for name, gain in (("batched", True), ("rows", False))}
+    servable = Servable("m", 1, Path("."), signatures, None, [], {})
+    queues = BatchQueues()
+    queues.open(servable, BatchingOptions(num_batch_threads=1, max_batch_size=8, batch_timeout_micros=300_000))
+    waited = {}
+    for name in signatures:
+        started = time.perf_counter()
+        queues.get(servable, name).submit({"x": np.ones((1, 1))})   # a first request: nothing known yet
+        waited[name] = time.perf_counter() - started
+    queues.close(servable)
+    assert waited["batched"] >= 0.25 and waited["rows"] < 0.1, waited
+    assert queues.get(servable, "rows") is None
