@@ -8,7 +8,8 @@ The harness is bench.processes (`start_serving`, shared with the benchmarks and 
 the server binds loopback ports the kernel picks and reports them (pass `grpc=False` for
 --grpc-port 0). `start_server` waits until /readyz answers 200 (or `wait_ready=False`: until
 /healthz answers), and raises with the server's log if it exits or times out. The log is kept in
-a temporary directory; `stop()` sends SIGTERM and waits.
+a temporary directory; `stop()` sends SIGTERM to the server's process group and waits (SIGKILL
+if it lingers); a test of the shutdown itself signals `server.proc` as Kubernetes would.
 """
 from __future__ import annotations
 
