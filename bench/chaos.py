@@ -35,7 +35,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -46,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import requests
 
-from bench.processes import ServerProcess, _status_kb, free_port
+from bench.processes import ServingProcess, answering, start_serving
 from model_format.publish import staging_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,34 +141,41 @@ class Versions:
 
 # ---- the server process --------------------------------------------------------------------
 class Server:
-    """The real server on fixed ports, so a restart comes back where the clients look."""
+    """The real server. The first start binds ports the kernel picks; a restart asks for the same
+    ones, so it comes back where the clients look (as a restarted pod behind its Service)."""
 
     def __init__(self, base_path: Path, logs: Path, graceful: float) -> None:
         self.base_path, self.logs, self.graceful = base_path, logs, graceful
-        self.rest_port, self.grpc_port = free_port(), free_port()
-        self.rest_url = f"http://127.0.0.1:{self.rest_port}"
-        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        self.process: ServerProcess | None = None
+        self.process: ServingProcess | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    @property
+    def rest_url(self) -> str:
+        assert self.process is not None
+        return self.process.rest_url
+
+    @property
+    def grpc_target(self) -> str:
+        assert self.process is not None
+        return self.process.grpc_target
+
+    def start(self, ready_path: str, timeout: float = 300.0) -> None:
+        """A new server process (on the last one's ports, if any), once GET ready_path answers 200."""
         self.starts += 1
-        command = [sys.executable, "-m", "serving", "--model-name", MODEL, "--model-base-path", str(self.base_path),
-                   "--host", "127.0.0.1", "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
-                   "--poll-interval", "0.5", "--load-retry-interval", "0.5", "--max-load-retries", "8",
-                   "--graceful-timeout", str(self.graceful), "--log-level", "info"]
-        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **EXTRA_ENV}
-        self.process = ServerProcess("serving", command, self.logs / f"server-{self.starts}.log", env=env, cwd=REPO)
+        ports = (self.process.rest_port, self.process.grpc_port) if self.process is not None else None
+        args = ["--model-name", MODEL, "--model-base-path", str(self.base_path),
+                "--poll-interval", "0.5", "--load-retry-interval", "0.5", "--max-load-retries", "8",
+                "--graceful-timeout", str(self.graceful), "--log-level", "info"]
+        self.process = start_serving(args, self.logs / f"server-{self.starts}.log", ready=answering(ready_path),
+                                     timeout=timeout, ports=ports, env=EXTRA_ENV)
 
     def wait(self, path: str, timeout: float = 300.0) -> None:
         assert self.process is not None
-        self.process.wait_ready(lambda: _status(self.rest_url + path) == 200, timeout)
+        self.process.wait_ok(path, timeout)
 
     def worker_rss(self) -> int:
-        """RSS of the gunicorn worker(s): the process that holds the models (not the master)."""
         assert self.process is not None
-        master = self.process.proc.pid
-        return sum(1024 * _status_kb(pid, "VmRSS") for pid in self.process.pids() if pid != master)
+        return self.process.worker_rss_bytes()
 
     def sigterm(self, timeout: float) -> tuple[float, int | None]:
         """SIGTERM to the main process only (what Kubernetes does); seconds until exit, exit code."""
@@ -226,13 +232,6 @@ class Server:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
-
-
-def _status(url: str) -> int:
-    try:
-        return requests.get(url, timeout=2).status_code
-    except requests.RequestException:
-        return 0
 
 
 # ---- load and the record of every request ----------------------------------------------------
@@ -454,8 +453,7 @@ def run(short: bool, work: Path = WORK, log: Callable[[str], None] = print) -> R
 
     log(f"chaos: {flavour.name}; server logs in {logs}")
     try:
-        server.start()
-        server.wait("/healthz")
+        server.start("/healthz")
         time.sleep(1.0)
         memory.append(("no model loaded", server.worker_rss()))
         first = versions.export(next(seed))
@@ -504,8 +502,7 @@ def run(short: bool, work: Path = WORK, log: Callable[[str], None] = print) -> R
 
         started = time.monotonic()
         shutdown_seconds, exit_code = server.sigterm(timeout=server.graceful + 15)
-        server.start()
-        server.wait("/readyz")
+        server.start("/readyz")
         server.wait_grpc_serving()
         # The window closes when both protocols are ready plus the clients' longest reconnect
         # backoff (gRPC jitters it by up to 20 %): a channel in backoff has not tried the new server.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import loadgen
-from bench.processes import ServerProcess, free_port, http_json
+from bench.processes import ServerProcess, ServingProcess, free_port, http_json, start_serving
 from bench.workload import REPO, WORK, Workload
 
 PYTHON = sys.executable
@@ -99,16 +99,14 @@ def version_states(rest_url: str, name: str) -> dict[int, str]:
 
 
 def start_ours(workload: Workload, logs: Path, tag: str, extra_args: list[str], env: dict[str, str] | None = None,
-               poll_interval: float = 0.5) -> tuple[ServerProcess, str, str]:
-    """Our server on free ports; returns (process, REST base URL, gRPC target) once v1 is AVAILABLE."""
-    rest, grpc_port = free_port(), free_port()
-    command = [PYTHON, "-m", "serving", "--model-name", workload.name, "--model-base-path", str(workload.base_path),
-               "--host", "127.0.0.1", "--rest-port", str(rest), "--grpc-port", str(grpc_port),
-               "--poll-interval", str(poll_interval), *extra_args]
-    server = ServerProcess(f"ours ({tag})", command, logs / f"ours-{tag}.log", cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{rest}"
-    server.wait_ready(lambda: version_states(url, workload.name).get(1) == "AVAILABLE", timeout=180)
-    return server, url, f"127.0.0.1:{grpc_port}"
+               poll_interval: float = 0.5) -> tuple[ServingProcess, str, str]:
+    """Our server on ports it binds and reports; returns (process, REST base URL, gRPC target)
+    once v1 is AVAILABLE."""
+    server = start_serving(["--model-name", workload.name, "--model-base-path", str(workload.base_path),
+                            "--poll-interval", str(poll_interval), *extra_args], logs / f"ours-{tag}.log",
+                           ready=lambda s: version_states(s.rest_url, workload.name).get(1) == "AVAILABLE",
+                           timeout=180, name=f"ours ({tag})", env=env)
+    return server, server.rest_url, server.grpc_target
 
 
 def our_rows(url: str, target: str, workload: Workload, classes: int, system: str = "ours") -> list[Row]:

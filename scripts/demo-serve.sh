@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start the model server in the background on free loopback ports, wait until it is ready,
-# classify a few held-out images through REST with curl (:classify_image, raw image body),
+# Start the model server in the background on a loopback port it picks and reports (--rest-port
+# any --port-file: no port picked here that another process could take first), wait until it is
+# ready, classify a few held-out images through REST with curl (:classify_image, raw image body),
 # print the answers next to the true class, and stop the server (SIGTERM, graceful).
 # Usage: scripts/demo-serve.sh BASE_PATH MODEL_NAME HELDOUT_DIR [COUNT]
 set -euo pipefail
@@ -12,11 +13,10 @@ BASE_PATH=$1 MODEL=$2 HELDOUT=$3 COUNT=${4:-6}
 PY=${PY:-.venv/bin/python}
 command -v curl >/dev/null || scripts/ensure-debs.sh curl
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REST_PORT=$(free_port)
 LOG=$(mktemp -t demo-serve.XXXXXX.log)
+PORTS=${LOG%.log}.ports.json    # beside the log, as unique as its name
 TF_CPP_MIN_LOG_LEVEL=2 "$PY" -m serving --model-name "$MODEL" --model-base-path "$BASE_PATH" \
-  --host 127.0.0.1 --rest-port "$REST_PORT" --grpc-port 0 >"$LOG" 2>&1 &
+  --host 127.0.0.1 --rest-port any --grpc-port 0 --port-file "$PORTS" >"$LOG" 2>&1 &
 SERVER=$!
 stop_server() {
   if kill -0 "$SERVER" 2>/dev/null; then
@@ -24,14 +24,24 @@ stop_server() {
     wait "$SERVER" 2>/dev/null || true
     echo "server stopped"
   fi
+  rm -f "$PORTS"
 }
 trap stop_server EXIT
+server_exited() { echo "server exited:" >&2; tail -20 "$LOG" >&2; exit 1; }
+
+for _ in $(seq 1 240); do           # the port file appears once the port is bound
+  [[ -s $PORTS ]] && break
+  kill -0 "$SERVER" 2>/dev/null || server_exited
+  sleep 0.5
+done
+[[ -s $PORTS ]] || { echo "server bound no port after 120 s" >&2; tail -20 "$LOG" >&2; exit 1; }
+REST_PORT=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["rest_port"])' "$PORTS")
 URL="http://127.0.0.1:$REST_PORT"
 
 echo "serving $MODEL from $BASE_PATH on $URL (log: $LOG)"
 for _ in $(seq 1 240); do
   if curl -fsS "$URL/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$SERVER" 2>/dev/null; then echo "server exited:" >&2; tail -20 "$LOG" >&2; exit 1; fi
+  kill -0 "$SERVER" 2>/dev/null || server_exited
   sleep 0.5
 done
 curl -fsS "$URL/readyz" >/dev/null || { echo "server not ready after 120 s" >&2; tail -20 "$LOG" >&2; exit 1; }

@@ -40,6 +40,12 @@ EXTENSIONS: tuple[str, ...] = ("serving.retrain_api", "serving.openapi", "servin
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
+ANY_PORT = -1
+"""`--rest-port any`, `--grpc-port any`: bind a port the kernel picks (socket port 0), reported in
+--port-file. A word and not 0: `--grpc-port 0` already means "no gRPC server" (TF Serving's
+convention for a disabled port), and one spelling must mean the same for both flags. Asking the
+kernel is the only race-free way to get a free port: one picked beforehand may be taken meanwhile."""
+
 WARMUP_BATCH_SIZES = ("all", "max")
 MAX_IMAGE_PIXELS = 25_000_000   # the server's limit and the one its warm-up records obey
 
@@ -128,8 +134,9 @@ class ServerOptions:
     BatchingOptions, RuntimeOptions) only: `build_parser` reads the flags' defaults from them."""
     models: tuple[ModelConfig, ...]
     host: str = "0.0.0.0"
-    rest_port: int = 8501
-    grpc_port: int = 8500
+    rest_port: int = 8501                  # ANY_PORT: the kernel picks
+    grpc_port: int = 8500                  # 0: no gRPC server; ANY_PORT: the kernel picks
+    port_file: Path | None = None          # where the bound ports are written (serving.server)
     poll_interval: float = 2.0
     max_request_bytes: int = 10 * 1024 * 1024
     grpc_max_message_bytes: int = 0        # 0: same as max_request_bytes
@@ -250,6 +257,25 @@ def _sizes(text: str) -> tuple[int, ...]:
         raise ConfigError(f"--allowed-batch-sizes must be comma-separated integers, got {text!r}") from None
 
 
+def parse_port(text: str) -> int:
+    """A --rest-port/--grpc-port value (argparse type): 0-65535, or `any` -> ANY_PORT. Anything
+    else is refused by argparse with this message, before any model loads."""
+    if text.strip().lower() == "any":
+        return ANY_PORT
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535 or `any`, got {text!r}")
+    return number
+
+
+def bind_port(port: int) -> int:
+    """The number to bind for a configured port: ANY_PORT binds 0, which asks the kernel."""
+    return 0 if port == ANY_PORT else port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All flags; each one's default may come from its SERVING_* environment variable."""
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
@@ -258,8 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config-file", help="YAML config for several models (see docs/serving.md)")
     server, batching, runtime = ServerOptions(models=()), BatchingOptions(), RuntimeOptions()
     p.add_argument("--host", default=server.host, help="address to bind REST and gRPC to")
-    p.add_argument("--rest-port", type=int, default=server.rest_port, help="REST (and /metrics) port")
-    p.add_argument("--grpc-port", type=int, default=server.grpc_port, help="gRPC port; 0 disables gRPC")
+    p.add_argument("--rest-port", type=parse_port, default=server.rest_port,
+                   help="REST (and /metrics) port; any: one the kernel picks (see --port-file)")
+    p.add_argument("--grpc-port", type=parse_port, default=server.grpc_port,
+                   help="gRPC port; 0 disables gRPC; any: one the kernel picks (see --port-file)")
+    p.add_argument("--port-file", type=Path, default=server.port_file,
+                   help='write {"rest_port": N, "grpc_port": M} here (atomically) once both are bound; '
+                        "how a caller of --rest-port/--grpc-port any learns the ports")
     p.add_argument("--poll-interval", type=float, default=server.poll_interval, help="seconds between base-path scans")
     p.add_argument("--max-request-bytes", type=int, default=server.max_request_bytes,
                    help="largest REST body (413 above)")
@@ -353,6 +384,9 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
                         ("--prediction-store-size", args.prediction_store_size)):
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
+    if args.rest_port == 0:
+        raise ConfigError("--rest-port 0: REST cannot be disabled; `--rest-port any` binds a port "
+                          "the kernel picks")
     for name, value in (("--tensorflow-intra-op-parallelism", args.tensorflow_intra_op_parallelism),
                         ("--tensorflow-inter-op-parallelism", args.tensorflow_inter_op_parallelism)):
         if value < 0:
@@ -362,6 +396,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: dict[str, str] | None
     known |= {"model_name", "model_base_path", "model_config_file"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
     server = {k: v for k, v in _fields_of(ServerOptions, args).items() if k not in ("models", "extra")}
+    if args.port_file is not None:
+        server["port_file"] = args.port_file.resolve()   # the file is written by the worker, later
     return ServerOptions(models=models, extra=extra, **server)
 
 

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (model_service_pb2, model_service_pb2_grpc, prediction_service_pb2,
                                      prediction_service_pb2_grpc)
 
+from serving.config import bind_port
 from serving.core import ServingCore
 from serving.grpc_image import ImageClassifier
 from serving.grpc_tfs import ModelService, PredictionService
@@ -153,7 +154,8 @@ class GrpcServer:
 
 
 def start_grpc_server(core: ServingCore, options: Any) -> GrpcServer:
-    """Build, bind (options.host:options.grpc_port) and start the gRPC server."""
+    """Build, bind (options.host:options.grpc_port) and start the gRPC server. The port it bound
+    (the kernel's pick for `any`) is the returned server's `port`."""
     limit = max_message_bytes(options)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
@@ -166,7 +168,7 @@ def start_grpc_server(core: ServingCore, options: Any) -> GrpcServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     host = f"[{options.host}]" if ":" in options.host else options.host
-    port = server.add_insecure_port(f"{host}:{options.grpc_port}")
+    port = server.add_insecure_port(f"{host}:{bind_port(options.grpc_port)}")
     health_servicer.start()
     server.start()
     log.info("gRPC on %s:%d (max message %d bytes): %s", host, port, limit, ", ".join(SERVICE_NAMES))

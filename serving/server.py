@@ -14,6 +14,12 @@ with `Connection: close`), then releases the models and exits.
 gRPC hook: if --grpc-port != 0 the worker imports `serving.grpc_server` and calls
 `start_grpc_server(core, options) -> grpc.Server` (bound and started); at exit it calls
 `server.stop(grace)` and waits for it.
+
+Ports: `--rest-port any` / `--grpc-port any` bind ports the kernel picks. The arbiter binds REST
+before the fork, the worker binds gRPC; so the worker, once both are bound and its SIGTERM handler
+is in place, logs them and writes --port-file (temp file + rename: a reader sees all of it or
+nothing). The file is removed at start, so one left by an earlier run is never read as this one's;
+a worker that gunicorn replaces writes it again. Readiness stays /readyz's: bound is not ready.
 """
 from __future__ import annotations
 
@@ -21,16 +27,19 @@ import errno
 import importlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
-from serving.config import ConfigError, ServerOptions, extension_modules, parse_args
+from serving.config import ANY_PORT, ConfigError, ServerOptions, bind_port, extension_modules, parse_args
 
 log = logging.getLogger("serving")
 
@@ -56,9 +65,7 @@ def _build_app(options: ServerOptions) -> Any:
     if options.grpc_port:
         grpc_server = importlib.import_module("serving.grpc_server")
         _Worker.grpc_server = grpc_server.start_grpc_server(_Worker.core, options)
-        log.info("gRPC listening on %s:%d", options.host, options.grpc_port)
-    log.info("REST listening on %s:%d; models %s", options.host, options.rest_port,
-             ", ".join(f"{m.name} <- {m.base_path}" for m in options.models))
+        log.info("gRPC listening on %s:%d", options.host, _Worker.grpc_server.port)
     return create_app(_Worker.core, extension_modules())
 
 
@@ -92,6 +99,25 @@ def _post_worker_init(options: ServerOptions, worker: Any) -> None:
             gunicorn_handler(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    _announce_ports(options, worker)
+
+
+def _announce_ports(options: ServerOptions, worker: Any) -> None:
+    """Log the bound ports and write --port-file: last in the worker's start, so a caller that
+    reads the file may SIGTERM at once and get the graceful shutdown. gRPC 0: no gRPC server."""
+    ports = {"rest_port": worker.sockets[0].getsockname()[1],
+             "grpc_port": _Worker.grpc_server.port if _Worker.grpc_server is not None else 0}
+    log.info("REST listening on %s:%d; models %s", options.host, ports["rest_port"],
+             ", ".join(f"{m.name} <- {m.base_path}" for m in options.models))
+    if options.port_file is not None:
+        _write_atomically(options.port_file, json.dumps(ports) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a temp file in path's directory, then rename it over path (atomic on one file system)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as temp:
+        temp.write(text)
+    os.replace(temp.name, path)
 
 
 def _worker_exit(options: ServerOptions, server: Any, worker: Any) -> None:
@@ -112,8 +138,9 @@ class ServingApplication(BaseApplication):
 
     def load_config(self) -> None:
         o = self.options
+        host = f"[{o.host}]" if ":" in o.host else o.host
         settings = {
-            "bind": [f"[{o.host}]:{o.rest_port}" if ":" in o.host else f"{o.host}:{o.rest_port}"],
+            "bind": [f"{host}:{bind_port(o.rest_port)}"],
             "workers": 1,
             "worker_class": "gthread",
             "threads": o.threads,
@@ -162,18 +189,32 @@ def check_startup(options: ServerOptions) -> None:
     for module in extension_modules():
         if hasattr(module, "check_options"):
             module.check_options(options)
-    if options.grpc_port and options.grpc_port == options.rest_port:
+    if options.grpc_port not in (0, ANY_PORT) and options.grpc_port == options.rest_port:
         raise ConfigError(f"--grpc-port and --rest-port are both {options.rest_port}")
     for flag, port in (("--rest-port", options.rest_port), ("--grpc-port", options.grpc_port)):
-        problem = _port_problem(options.host, port) if port else None
+        problem = _port_problem(options.host, port) if port > 0 else None   # not 0 (off), not `any`
         if problem:
             raise ConfigError(f"{flag} {port}: {problem}")
+    if options.port_file is not None and not options.port_file.parent.is_dir():
+        raise ConfigError(f"--port-file {options.port_file}: {options.port_file.parent} is not a directory")
+
+
+def _remove_port_file(options: ServerOptions) -> None:
+    """Remove an earlier run's --port-file before binding, so that the file, once there, holds this
+    run's ports. Raises ConfigError when it cannot be removed (it could not be written either)."""
+    if options.port_file is None:
+        return
+    try:
+        options.port_file.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--port-file {options.port_file}: {error.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_args(argv)
         check_startup(options)
+        _remove_port_file(options)
     except ConfigError as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2

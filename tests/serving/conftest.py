@@ -20,8 +20,8 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_base: Path, serving_runtime: str) -> Iterator[ServerHandle]:
-    """The real server (gunicorn, REST on a free loopback port, gRPC off) on the tiny model,
-    on each runtime."""
+    """The real server (gunicorn, REST on a loopback port it binds and reports, gRPC off) on the
+    tiny model, on each runtime."""
     with start_server("--model-name", "tiny", "--model-base-path", str(tiny_base), "--runtime", serving_runtime,
                       grpc=False) as server:
         yield server

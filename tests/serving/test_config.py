@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from serving.aspired_version_policy import VersionPolicy
-from serving.config import BatchingOptions, ConfigError, RuntimeOptions, ServerOptions, parse_args
+from serving.config import ANY_PORT, BatchingOptions, ConfigError, RuntimeOptions, ServerOptions, bind_port, parse_args
 
 
 def test_flags_environment_and_yaml_config(tmp_path: Path) -> None:
@@ -62,3 +62,19 @@ def test_bad_model_config_names_the_problem(tmp_path: Path, yaml_text: str, mess
     config.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         parse_args(["--model-config-file", str(config)], {})
+
+
+def test_port_any_zero_and_the_port_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = ["--model-name", "m", "--model-base-path", str(tmp_path)]
+    options = parse_args([*model, "--rest-port", "any", "--port-file", "ports.json"], {"SERVING_GRPC_PORT": "ANY"})
+    assert (options.rest_port, options.grpc_port) == (ANY_PORT, ANY_PORT)
+    assert options.port_file == Path("ports.json").resolve()     # the worker writes it, not the caller's cwd
+    assert bind_port(ANY_PORT) == 0 and bind_port(8500) == 8500
+    assert parse_args([*model, "--grpc-port", "0"], {}).grpc_port == 0              # still: no gRPC server
+    assert parse_args(model, {}).port_file is None
+    with pytest.raises(ConfigError, match="--rest-port 0: REST cannot be disabled"):
+        parse_args([*model, "--rest-port", "0"], {})
+    for bad in ("65536", "-1", "free"):
+        with pytest.raises(SystemExit):
+            parse_args([*model, "--grpc-port", bad], {})
+        assert "expected a port number 0-65535 or `any`" in capsys.readouterr().err

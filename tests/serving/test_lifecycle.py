@@ -109,7 +109,7 @@ def test_no_version_yet_answers_503_then_serves(tmp_path: Path) -> None:
                                headers={"Content-Type": "image/jpeg"})
         assert answer.status_code == 503 and "no version" in answer.json()["error"]
         export_tiny(base, seed=1)
-        server.wait_ready(20)
+        server.wait_ok("/readyz", 20)
         assert requests.post(f"{url}/v1/models/tiny:classify_image", data=image_bytes(1),
                              headers={"Content-Type": "image/jpeg"}).status_code == 200
 

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from bench.processes import free_port
 
 
-def _serve(base: Path, *flags: str, rest_port: int | None = None, grpc_port: int = 0) -> subprocess.CompletedProcess:
+def _serve(base: Path, *flags: str, rest_port: int | str = "any", grpc_port: int = 0) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "serving", "--model-name", "tiny", "--model-base-path", str(base),
-               "--host", "127.0.0.1", "--rest-port", str(rest_port or free_port()),
-               "--grpc-port", str(grpc_port), *flags]
+               "--host", "127.0.0.1", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), *flags]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVING_")}
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
@@ -62,5 +60,14 @@ def test_port_in_use(tiny_base: Path, which: str) -> None:
 
 
 def test_same_port_for_rest_and_grpc(tiny_base: Path) -> None:
-    port = free_port()
+    port = 8501   # refused before anything is bound: the number need not be free
     _assert_refused(_serve(tiny_base, rest_port=port, grpc_port=port), "--grpc-port", "--rest-port")
+
+
+def test_rest_port_0_is_refused_rest_cannot_be_disabled(tiny_base: Path) -> None:
+    _assert_refused(_serve(tiny_base, rest_port=0), "--rest-port 0", "any")
+
+
+def test_port_file_in_a_missing_directory(tiny_base: Path, tmp_path: Path) -> None:
+    result = _serve(tiny_base, "--port-file", str(tmp_path / "nowhere" / "ports.json"))
+    _assert_refused(result, "--port-file", "not a directory")
