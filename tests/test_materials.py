@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.materials import MaterialsError, build_dataset
+from scripts.materials import MaterialsError, build_dataset
 
 
 @pytest.mark.parametrize("name, classes", [("digits", 10), ("textures", 3), ("faces", 2)])
