@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=batching.max_batch_size,
                    help="most items (images/rows) in one model call")
     p.add_argument("--batch-timeout-micros", type=int, default=batching.batch_timeout_micros,
-                   help="longest wait of the oldest queued request for a fuller batch")
+                   help="longest wait of the oldest queued request for a fuller batch (TensorFlow; "
+                        "LiteRT queues never wait: a bigger batch saves it nothing)")
     p.add_argument("--num-batch-threads", type=int, default=batching.num_batch_threads,
                    help="model calls that may run at once per version and signature "
                         "(default: the CPUs this process may use)")
