@@ -60,8 +60,11 @@ def test_health_status_and_predict_follow_versions_on_disk(tmp_path: Path) -> No
     base = tmp_path / MODEL
     base.mkdir()
     # A batch of 4 waits up to 2 s to fill, and one batch may wait: a request of 3 images sits in
-    # the queue long enough to be in flight when the queue-full or the SIGTERM case comes.
+    # the queue long enough to be in flight when the queue-full or the SIGTERM case comes. Only
+    # TensorFlow's queues wait for partners (LiteRT's take what is queued at once), so this runs
+    # on TensorFlow.
     server = start_server("--model-name", MODEL, "--model-base-path", str(base), "--poll-interval", "0.3",
+                          "--runtime", "tensorflow",
                           "--max-batch-size", "4", "--max-enqueued-batches", "1",
                           "--batch-timeout-micros", "2000000", "--graceful-timeout", "10", wait_ready=False)
     with server, grpc.insecure_channel(server.grpc_target) as channel:
