@@ -27,7 +27,8 @@ def serving_runtime(request: pytest.FixtureRequest) -> str:
 # Suites that install Debian or pip packages (monitoring's Prometheus stack, the Kubernetes schema
 # tools) or run for minutes (chaos, the bench smoke test, the retrain end to end, training runs in
 # subprocesses, hot swaps and shutdowns waited out in real time, the forced stage-2 collapse, the
-# schemathesis fuzz of every operation, the browser), and every test that needs the session's real
+# schemathesis fuzz of every operation, the browser, server restarts on reported ports, the two
+# servers of the runtimes' equal-answers test), and every test that needs the session's real
 # training run (the `tiny_run` fixture, ~90 s).
 SLOW_PATHS = (
     "tests/monitoring/",
@@ -43,6 +44,12 @@ SLOW_PATHS = (
     "tests/trainer/test_stage_choice.py::test_a_collapsed_stage2_is_not_exported",
     "tests/serving/test_schemathesis.py",
     "tests/web/",
+    "tests/serving/test_ports.py",
+    "tests/serving/test_manager.py::test_specific_policy_and_latest_n",
+    "tests/serving/test_manager.py::test_labels_and_all_policy_route_to_their_versions",
+    "tests/serving/test_manager.py::test_failed_load_keeps_last_good_version_and_retries_when_fixed",
+    "tests/serving/test_manager.py::test_swap_waits_for_in_flight_requests_on_the_old_version",
+    "tests/serving/test_inference_runtime.py::test_both_runtimes_give_the_same_answers_over_rest_and_grpc",
     "tests/serving/test_lifecycle.py",
     "tests/grpc/test_lifecycle.py",
     "tests/test_tensorflow_logs.py",
