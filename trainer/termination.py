@@ -45,8 +45,12 @@ def install() -> tuple[object, object]:
 
 
 def restore(previous: tuple[object, object]) -> None:
+    """Put the previous handlers back; a stop not yet raised ends with them (a later run in this
+    process, as in tests, must not inherit it)."""
     signal.signal(signal.SIGTERM, previous[0])
     signal.signal(signal.SIGINT, previous[1])
+    _requested.clear()
+    _interrupted.clear()
 
 
 def check() -> None:

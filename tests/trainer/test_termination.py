@@ -33,3 +33,4 @@ def test_a_stop_swallowed_in_a_finalizer_is_raised_by_check(signum: int, stop: t
     finally:
         termination.restore(previous)
     assert signal.getsignal(signal.SIGINT) is previous[1]
+    termination.check()                           # restored: nothing pending for a later run
